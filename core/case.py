@@ -1,0 +1,113 @@
+"""What a case is: the one record that pages, the CLI and the tests read.
+
+Each case module defines a frozen config dataclass, its named presets, its settings
+(range and help for every config field), one `run(config, device, on_progress=None)`
+function, and optionally `check(config)` for rules that span several settings, and
+exposes them as one `Case` named `CASE`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import settings as st_
+from core.settings import Setting, SettingError
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis: a problem the measurements show, and the settings that fix it."""
+
+    key: str
+    title: str
+    evidence: str  # measured, in words
+    fix: Mapping[str, Any] = field(default_factory=dict)  # setting -> value
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # CLI name, e.g. "sine"
+    short: str  # navigation label, e.g. "Sine fit"
+    icon: str  # navigation icon, a Streamlit material icon
+    title: str  # page title
+    symptom: str  # the poster's symptom in one sentence
+    page: str  # the page file, e.g. "pages/1_Sine_fit.py"
+    config_cls: type
+    presets: Mapping[str, Any]  # name -> config; "as-posted" and "fixed" always exist
+    settings: tuple[Setting, ...]
+    run: Callable[..., Any]  # run(config, device, on_progress=None) -> RunResult
+    check: Callable[[Any], list[str]] = lambda config: []  # cross-setting rules -> messages
+    heavy: Callable[[Any], bool] = lambda config: False  # big enough to use several threads?
+
+    def __post_init__(self):
+        fields = [f.name for f in dataclasses.fields(self.config_cls)]
+        described = [s.name for s in self.settings]
+        if fields != described:
+            raise TypeError(f"{self.name}: settings {described} do not match config fields {fields}")
+        for need in ("as-posted", "fixed"):
+            if need not in self.presets:
+                raise TypeError(f"{self.name}: missing preset {need!r}")
+
+    def setting(self, name: str) -> Setting:
+        for s in self.settings:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.settings)
+        raise SettingError(name, f"unknown setting for case {self.name}; settings are: {known}")
+
+    def kind(self, name: str) -> str:
+        return st_.kind_of(st_.defaults(self.config_cls)[name])
+
+    def errors(self, config: Any) -> list[str]:
+        """Every problem with `config`, each naming its setting; [] when it may run."""
+        problems = []
+        for s in self.settings:
+            try:
+                st_.check_value(s, self.kind(s.name), getattr(config, s.name))
+            except SettingError as e:
+                problems.append(str(e))
+        if not problems:  # cross-setting rules assume each value is sane on its own
+            problems += self.check(config)
+        return problems
+
+    def validate(self, config: Any) -> Any:
+        """Return `config` unchanged, or raise SettingError with every problem in one line."""
+        problems = self.errors(config)
+        if problems:
+            raise SettingError.of(problems)
+        return config
+
+    def preset(self, name: str) -> Any:
+        if name not in self.presets:
+            raise SettingError("preset", f"must be one of {', '.join(self.presets)} (got {name!r})")
+        return self.presets[name]
+
+    def configure(self, preset: str = "as-posted", overrides: Mapping[str, str] | None = None) -> Any:
+        """A preset with KEY=VALUE text overrides applied (as the CLI and URLs give them), validated."""
+        values = {}
+        for key, text in (overrides or {}).items():
+            s = self.setting(key)
+            values[key] = st_.parse(s, self.kind(key), text)
+        config = dataclasses.replace(self.preset(preset), **values)
+        return self.validate(config)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per setting: name, type, default, allowed values, help (for `core list`)."""
+        base = st_.defaults(self.config_cls)
+        return [
+            {
+                "name": s.name,
+                "type": st_.kind_of(base[s.name]),
+                "default": st_.to_text(base[s.name]),
+                "allowed": s.allowed(st_.kind_of(base[s.name])),
+                "help": s.help,
+            }
+            for s in self.settings
+        ]
+
+    def preset_name(self, config: Any) -> str | None:
+        """The name of the preset equal to `config`, if any."""
+        return next((name for name, p in self.presets.items() if p == config), None)

@@ -1,0 +1,95 @@
+"""Chart builders: pure functions from results (data frames) to finished `alt.Chart`s.
+
+Every chart carries its own look (`finish`), so what the page shows and what a report
+export renders are the same picture; the app draws them with Streamlit's theme off.
+Series are told apart by colour through one shared palette.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+# series name -> colour; runs not listed here take the next colour of EXTRA
+PALETTE = {
+    "current": "#2563eb",  # blue: the run for the settings on screen
+    "as-posted": "#ea580c",  # orange: the posted settings, for comparison
+    "fixed": "#16a34a",  # green
+    "truth": "#111827",  # near-black, dashed
+    "data": "#9ca3af",  # grey points
+}
+EXTRA = ("#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
+FONT = "Source Sans Pro, Helvetica Neue, Arial, sans-serif"
+HEIGHT = 280
+
+
+def colors(names: list[str]) -> alt.Scale:
+    """A colour scale that gives the palette's series their colours and others the extras."""
+    extra = iter(EXTRA)
+    rng = [PALETTE.get(n) or next(extra, "#6b7280") for n in names]
+    return alt.Scale(domain=list(names), range=rng)
+
+
+def finish(chart, title: str | None = None, height: int = HEIGHT):
+    """The shared look: one font, light grid, titles left-aligned. Call last."""
+    if title is not None:
+        chart = chart.properties(title=alt.TitleParams(title, anchor="start", fontSize=15, fontWeight=600))
+    return (
+        chart.properties(height=height)
+        .configure(font=FONT, background="white")
+        .configure_axis(
+            labelFontSize=12, titleFontSize=12, titleFontWeight=500, gridColor="#e5e7eb", domainColor="#9ca3af"
+        )
+        .configure_legend(labelFontSize=12, titleFontSize=12, orient="bottom", symbolStrokeWidth=3)
+        .configure_view(stroke=None)
+    )
+
+
+def long_runs(runs: Mapping[str, pd.DataFrame], x: str, y: str) -> pd.DataFrame:
+    """Several runs' (x, y) columns stacked into one long table with a `run` column."""
+    parts = [pd.DataFrame({x: df[x].to_numpy(), y: df[y].to_numpy(), "run": name}) for name, df in runs.items()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({x: [], y: [], "run": []})
+
+
+def thin(df: pd.DataFrame, max_rows: int = 1500) -> pd.DataFrame:
+    """Every k-th row (and the last), so a long history stays a light chart."""
+    if len(df) <= max_rows:
+        return df
+    idx = np.unique(np.r_[np.linspace(0, len(df) - 1, max_rows).astype(int), len(df) - 1])
+    return df.iloc[idx]
+
+
+def loss_chart(
+    runs: Mapping[str, pd.DataFrame],
+    *,
+    title: str = "Training loss",
+    y: str = "loss",
+    x: str = "step",
+    y_title: str = "loss (log scale)",
+):
+    """Loss per step on a log axis, one line per run. Non-positive losses cannot sit on a
+    log axis and are left out (a run that diverged simply ends where its loss stopped
+    being finite)."""
+    data = long_runs({k: thin(v) for k, v in runs.items()}, x, y)
+    data = data[np.isfinite(data[y]) & (data[y] > 0)]
+    names = list(runs)
+    chart = (
+        alt.Chart(data)
+        .mark_line(strokeWidth=2, clip=True)
+        .encode(
+            x=alt.X(f"{x}:Q", title=x),
+            y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log")),
+            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            tooltip=[alt.Tooltip("run:N"), alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".4g")],
+        )
+    )
+    return finish(chart, title)
+
+
+def live_loss(loss: np.ndarray):
+    """The growing curve shown while a run trains."""
+    frame = pd.DataFrame({"step": np.arange(1, len(loss) + 1), "loss": loss})
+    return loss_chart({"current": frame}, title="Training…")

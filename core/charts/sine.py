@@ -1,0 +1,108 @@
+"""Charts for case 1: the fit, the loss, where the units switch, and saturation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from core.charts import HEIGHT, PALETTE, colors, finish, long_runs, loss_chart
+from core.sine import X_MAX, X_MIN
+from core.train import RunResult
+
+
+def fit_chart(runs: Mapping[str, RunResult]):
+    """The data (downsampled), the noiseless target sin(x)/2.5, and each run's prediction."""
+    first = next(iter(runs.values()))
+    points = (
+        alt.Chart(first.frames["data"])
+        .mark_circle(size=10, opacity=0.35, color=PALETTE["data"])
+        .encode(x=alt.X("x:Q", title="x", scale=alt.Scale(domain=[X_MIN, X_MAX])), y=alt.Y("y:Q", title="y"))
+    )
+    curves = {"truth": first.frames["fit"].rename(columns={"truth": "value"})}
+    curves |= {name: r.frames["fit"].rename(columns={"prediction": "value"}) for name, r in runs.items()}
+    data = long_runs(curves, "x", "value")
+    data = data[np.isfinite(data["value"])]
+    names = list(curves)
+    lines = (
+        alt.Chart(data)
+        .mark_line(strokeWidth=2.5, clip=True)
+        .encode(
+            x="x:Q",
+            y=alt.Y("value:Q", title="y"),
+            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            strokeDash=alt.condition(alt.datum.run == "truth", alt.value([5, 4]), alt.value([1, 0])),
+        )
+    )
+    return finish(alt.layer(points, lines), "Data, sin(x)/2.5 and the prediction")
+
+
+def loss(runs: Mapping[str, RunResult]):
+    return loss_chart({name: r.history for name, r in runs.items()}, title="Loss per step")
+
+
+def units_chart(runs: Mapping[str, RunResult]):
+    """Each first-layer unit: where its pre-activation crosses zero (x = -b/w) against its
+    steepness |w|. The shaded band is where the data lies."""
+    frames = {name: r.frames["units"] for name, r in runs.items()}
+    data = pd.concat([f.assign(run=name) for name, f in frames.items()], ignore_index=True)
+    data = data[np.isfinite(data["switch_x"]) & (data["steepness"] > 0)]
+    lo, hi = X_MIN - 6, X_MAX + 6
+    data = data.assign(shown_x=data["switch_x"].clip(lo, hi))
+    names = list(frames)
+    band = alt.Chart(pd.DataFrame({"a": [X_MIN], "b": [X_MAX]})).mark_rect(color="#f3f4f6").encode(x="a:Q", x2="b:Q")
+    dots = (
+        alt.Chart(data)
+        .mark_circle(size=45, opacity=0.75)
+        .encode(
+            x=alt.X("shown_x:Q", title="x where the unit switches (-b/w)", scale=alt.Scale(domain=[lo, hi])),
+            y=alt.Y("steepness:Q", title="steepness |w| (log scale)", scale=alt.Scale(type="log")),
+            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            tooltip=[
+                "run:N",
+                "unit:Q",
+                alt.Tooltip("switch_x:Q", format=".3g"),
+                alt.Tooltip("steepness:Q", format=".3g"),
+            ],
+        )
+    )
+    return finish(alt.layer(band, dots), "Where each first-layer unit switches")
+
+
+def saturation_chart(runs: Mapping[str, RunResult]):
+    """Share of hidden activations in the flat part of the activation, over training."""
+    data = long_runs({n: r.frames["saturation"] for n, r in runs.items()}, "step", "saturated_fraction")
+    names = list(runs)
+    chart = (
+        alt.Chart(data)
+        .mark_line(strokeWidth=2)
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.Y(
+                "saturated_fraction:Q",
+                title="saturated share",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+        )
+    )
+    return finish(chart, "Saturated hidden activations", height=HEIGHT - 60)
+
+
+def preact_chart(runs: Mapping[str, RunResult]):
+    """RMS of the output pre-activation over training: above ~4, the output tanh is flat."""
+    data = long_runs({n: r.frames["saturation"] for n, r in runs.items()}, "step", "output_preact_rms")
+    names = list(runs)
+    chart = (
+        alt.Chart(data)
+        .mark_line(strokeWidth=2)
+        .encode(
+            x=alt.X("step:Q"),
+            y=alt.Y("output_preact_rms:Q", title="RMS of z"),
+            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+        )
+    )
+    return finish(chart, "Output pre-activation z (RMS over the data)", height=HEIGHT - 60)

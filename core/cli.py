@@ -1,0 +1,119 @@
+"""The headless CLI over the same code as the pages.
+
+    python -m core list [--json]
+    python -m core run CASE [--preset NAME] [--set KEY=VALUE ...] [--device auto|cpu|cuda|mps] [--history]
+
+`run` prints exactly one JSON object on stdout. A bad setting exits with status 2 and
+one line on stderr that names the setting and what it allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from typing import Any
+
+from core.settings import SettingError, to_text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, status 2, like a bad setting
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description="Convergence Clinic: the cases, headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="every case, its presets and its settings")
+    p_list.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p_run = sub.add_parser("run", help="train one case and print one JSON object")
+    p_run.add_argument("case")
+    p_run.add_argument("--preset", default="as-posted")
+    p_run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p_run.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p_run.add_argument("--history", action="store_true", help="include the per-step history")
+    return parser
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: tuples to lists, NaN and inf to null (they are not valid JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def parse_sets(sets: list[str]) -> dict[str, str]:
+    out = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SettingError(item, "expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def cmd_list(as_json: bool) -> str:
+    from core import registry
+
+    cases = [
+        {
+            "case": c.name,
+            "title": c.title,
+            "symptom": c.symptom,
+            "presets": list(c.presets),
+            "settings": c.describe(),
+        }
+        for c in registry.CASES.values()
+    ]
+    if as_json:
+        return json.dumps(cases, indent=2)
+    lines = []
+    for c in cases:
+        lines += [f"{c['case']}: {c['title']}", f"  presets: {', '.join(c['presets'])}", "  settings:"]
+        for s in c["settings"]:
+            lines.append(f"    {s['name']:<20} {s['type']:<7} default {s['default']:<12} {s['allowed']}  {s['help']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cmd_run(args) -> dict[str, Any]:
+    from core import device as device_
+    from core import registry, runner
+
+    case = registry.get(args.case)
+    config = case.configure(args.preset, parse_sets(args.sets))
+    device = device_.pick(args.device)
+    result = runner.execute(case, config, device)
+    out = {
+        "case": case.name,
+        "preset": args.preset,
+        "config": {k: to_text(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()},
+        "device": result.device,
+        "seconds": round(result.seconds, 4),
+        "metrics": dict(result.metrics),
+    }
+    if args.history:
+        out["history"] = result.history.to_dict(orient="list")
+    return jsonable(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            print(cmd_list(args.json))
+        else:
+            print(json.dumps(cmd_run(args), allow_nan=False))
+    except SettingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

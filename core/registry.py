@@ -1,0 +1,18 @@
+"""The case registry, in case order. Importing it imports torch and every case module."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+
+from core import sine
+from core.case import Case
+from core.settings import SettingError
+
+CASES: Mapping[str, Case] = types.MappingProxyType({c.name: c for c in (sine.CASE,)})  # read-only
+
+
+def get(name: str) -> Case:
+    if name not in CASES:
+        raise SettingError("case", f"must be one of {', '.join(CASES)} (got {name!r})")
+    return CASES[name]

@@ -1,0 +1,174 @@
+"""Settings: what each knob of a case is, how text becomes a value, and what is allowed.
+
+A case's config is a frozen dataclass; its fields give each setting's name, type and
+default. A `Setting` adds what the dataclass cannot say: the allowed range or choices
+and one line of help. Pages, the CLI and validation all read the same `Setting`s, so a
+bad value gets the same message everywhere: the setting's name and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+class SettingError(ValueError):
+    """A value that a setting does not allow. `str()` names the setting and the range."""
+
+    def __init__(self, name: str, message: str):
+        self.name = name
+        self.problems = [f"{name}: {message}"]
+        super().__init__(self.problems[0])
+
+    @classmethod
+    def of(cls, problems: list[str]) -> SettingError:
+        """One error for several problems (each already 'name: message'), joined by '; '."""
+        err = cls(problems[0].split(":", 1)[0], "")
+        err.problems = list(problems)
+        err.args = ("; ".join(problems),)
+        return err
+
+    def __str__(self) -> str:
+        return "; ".join(self.problems)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    help: str
+    lo: float | None = None  # smallest allowed value (numbers; for width lists, each width)
+    hi: float | None = None  # largest allowed value
+    lo_open: bool = False  # True: the value must be strictly greater than lo (a learning rate > 0)
+    choices: tuple[str, ...] = ()  # allowed strings, for a choice
+    max_len: int | None = None  # for width lists: most entries
+
+    def allowed(self, kind: str = "") -> str:
+        """The allowed values in words, for messages and `core list`."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if kind == "bool":
+            return "true or false"
+        if self.lo is None and self.hi is None:
+            return "any value"
+        lo = f"> {_fmt(self.lo)}" if self.lo_open else f">= {_fmt(self.lo)}"
+        if self.hi is None:
+            return lo
+        if self.lo is None:
+            return f"<= {_fmt(self.hi)}"
+        sep = " and "
+        return f"{lo}{sep}<= {_fmt(self.hi)}"
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return ""
+    if float(v).is_integer() and abs(v) < 1e12:
+        return str(int(v))
+    return f"{v:g}"
+
+
+def kind_of(default: Any) -> str:
+    """The setting's type, read off its default: bool, int, float, choice or widths."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, str):
+        return "choice"
+    if isinstance(default, tuple):
+        return "widths"
+    raise TypeError(f"unsupported setting type {type(default).__name__}")
+
+
+def defaults(config_cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(config_cls)}
+
+
+def to_text(value: Any) -> str:
+    """A value as the user would type it (the inverse of `parse`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse(setting: Setting, kind: str, text: str) -> Any:
+    """Text (from the CLI, a URL or a text box) to a value of the setting's type.
+
+    Raises SettingError naming the setting. Range checks happen in `check_value`.
+    """
+    s = str(text).strip()
+    name = setting.name
+    if kind == "bool":
+        if s.lower() in _TRUE:
+            return True
+        if s.lower() in _FALSE:
+            return False
+        raise SettingError(name, f"expected true or false, got {s!r}")
+    if kind == "int":
+        try:
+            f = float(s)
+        except ValueError:
+            raise SettingError(name, f"expected a whole number, got {s!r}") from None
+        if not math.isfinite(f) or not f.is_integer():
+            raise SettingError(name, f"expected a whole number, got {s!r}")
+        return int(f)
+    if kind == "float":
+        try:
+            return float(s)
+        except ValueError:
+            raise SettingError(name, f"expected a number, got {s!r}") from None
+    if kind == "choice":
+        return s
+    if kind == "widths":
+        parts = [p.strip() for p in s.split(",")]
+        if not s or any(not p.lstrip("-").isdigit() for p in parts):
+            raise SettingError(name, f"expected comma-separated whole numbers such as 32,128,32, got {s!r}")
+        return tuple(int(p) for p in parts)
+    raise TypeError(kind)
+
+
+def check_value(setting: Setting, kind: str, value: Any) -> None:
+    """Raise SettingError if `value` is outside what the setting allows."""
+    name = setting.name
+    if kind == "choice":
+        if value not in setting.choices:
+            raise SettingError(name, f"must be {setting.allowed()} (got {value!r})")
+        return
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise SettingError(name, f"must be true or false (got {value!r})")
+        return
+    if kind == "widths":
+        if not isinstance(value, tuple) or not value:
+            raise SettingError(name, "needs at least one layer width")
+        if setting.max_len is not None and len(value) > setting.max_len:
+            raise SettingError(name, f"at most {setting.max_len} hidden layers (got {len(value)})")
+        for w in value:
+            _check_number(setting, w, what="each width ")
+        return
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SettingError(name, f"must be a whole number (got {value!r})")
+    if kind == "float" and not isinstance(value, (int, float)):
+        raise SettingError(name, f"must be a number (got {value!r})")
+    _check_number(setting, value)
+
+
+def _check_number(setting: Setting, v: float, what: str = "") -> None:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise SettingError(setting.name, f"{what}must be a finite number {setting.allowed()} (got {v})")
+    too_low = setting.lo is not None and (v <= setting.lo if setting.lo_open else v < setting.lo)
+    too_high = setting.hi is not None and v > setting.hi
+    if too_low or too_high:
+        raise SettingError(setting.name, f"{what}must be {setting.allowed()} (got {to_text(v)})")

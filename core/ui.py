@@ -1,0 +1,223 @@
+"""The one bridge between core and Streamlit: page setup, the device badge, settings
+widgets bound to the registry, the result cache, and progress while a run trains.
+
+Pages call these helpers; nothing else in core imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import streamlit as st
+import torch
+
+from core import charts, runner
+from core import device as device_
+from core.case import Case, Finding
+from core.settings import SettingError, parse, to_text
+from core.train import Progress, RunResult
+
+RESULTS_MAX_ENTRIES = 64  # finished runs kept per server process (a few MB each at most)
+PROGRESS_EVERY_S = 0.25  # how often the bar and the growing curve are redrawn
+
+
+@st.cache_resource(show_spinner=False)
+def results() -> runner.ResultCache:
+    """One bounded cache of finished runs for the whole server, keyed by (case, config, device)."""
+    return runner.ResultCache(RESULTS_MAX_ENTRIES)
+
+
+# ------------------------------------------------------------------ page and device
+
+
+def page(title: str, icon: str = ":material/stethoscope:") -> None:
+    """Page config and the sidebar's navigation (Streamlit's own list is turned off in
+    .streamlit/config.toml so that the home page is called Home, not app)."""
+    from core import registry
+
+    st.set_page_config(page_title=f"{title} · Convergence Clinic", page_icon=icon, layout="wide")
+    keep("force_cpu", *(key(c, s.name) for c in registry.CASES.values() for s in c.settings))
+    with st.sidebar:
+        st.page_link("app.py", label="Home", icon=":material/home:")
+        for i, c in enumerate(registry.CASES.values(), start=1):
+            st.page_link(c.page, label=f"{i} · {c.short}", icon=c.icon)
+
+
+def device_sidebar() -> torch.device:
+    """The sidebar's device block: a 'force CPU' switch (kept across pages) and the badge."""
+    with st.sidebar:
+        st.divider()
+        gpu = device_.pick("auto").type != "cpu"
+        st.toggle(
+            "Force CPU",
+            key="force_cpu",
+            disabled=not gpu,
+            help="Train on the CPU even when a GPU is available. The device is part of every cached result.",
+        )
+        device = device_.pick("cpu" if st.session_state.get("force_cpu") else "auto")
+        st.caption(badge(device))
+    return device
+
+
+def badge(device: torch.device) -> str:
+    i = device_.info(device)
+    return f"**{i['kind']}** · {i['name']} · torch {i['torch']} · {i['cpu_threads']} CPU threads"
+
+
+def keep(*keys: str) -> None:
+    """Keep widget values when the user visits another page and comes back.
+
+    Streamlit drops a widget's state when a run does not draw it; re-assigning the
+    value at the top of every page turns it into plain session state, which survives.
+    """
+    for k in keys:
+        if k in st.session_state:
+            st.session_state[k] = st.session_state[k]
+
+
+# ------------------------------------------------------------------ settings widgets
+
+
+def key(case: Case, name: str) -> str:
+    return f"{case.name}.{name}"
+
+
+def init_settings(case: Case, preset: str = "as-posted") -> None:
+    """Give every setting's widget a value (the preset's) unless it has one."""
+    base = case.presets[preset]
+    for s in case.settings:
+        k = key(case, s.name)
+        if k not in st.session_state:
+            st.session_state[k] = widget_value(case, s.name, getattr(base, s.name))
+
+
+def widget_value(case: Case, name: str, value: Any) -> Any:
+    """A config value as its widget holds it: text for text boxes, the value otherwise."""
+    return to_text(value) if case.kind(name) in ("float", "widths") else value
+
+
+def load(case: Case, values: Mapping[str, Any]) -> None:
+    """Set widgets to these config values (a preset, or a diagnosis's fix). For callbacks."""
+    for name, value in values.items():
+        st.session_state[key(case, name)] = widget_value(case, name, value)
+
+
+def preset_buttons(case: Case) -> None:
+    st.caption("Load a preset")
+    cols = st.columns(2)
+    for i, name in enumerate(case.presets):
+        cols[i % 2].button(
+            name,
+            key=f"{case.name}.load.{name}",
+            on_click=load,
+            args=(case, dataclasses.asdict(case.presets[name])),
+            width="stretch",
+        )
+
+
+def _label(case: Case, name: str) -> dict:
+    return {"label": name, "key": key(case, name), "help": case.setting(name).help}
+
+
+def text_setting(case: Case, name: str) -> str:
+    """A free-text setting (numbers over decades, layer widths); checked when the config is built."""
+    return st.text_input(**_label(case, name))
+
+
+def int_setting(case: Case, name: str, step: int = 1) -> int:
+    s = case.setting(name)
+    return st.number_input(**_label(case, name), min_value=int(s.lo), max_value=int(s.hi), step=step)
+
+
+def choice_setting(case: Case, name: str, horizontal: bool = True) -> str:
+    return st.radio(**_label(case, name), options=case.setting(name).choices, horizontal=horizontal)
+
+
+def bool_setting(case: Case, name: str) -> bool:
+    return st.toggle(**_label(case, name))
+
+
+def build_config(case: Case) -> Any:
+    """The config from the widgets, or a clear error per bad setting and a stop (never a traceback)."""
+    values, problems = {}, []
+    for s in case.settings:
+        raw = st.session_state[key(case, s.name)]
+        try:
+            values[s.name] = parse(s, case.kind(s.name), raw) if isinstance(raw, str) else raw
+        except SettingError as e:
+            problems.append(str(e))
+    if not problems:
+        config = case.config_cls(**values)
+        problems = case.errors(config)
+    if problems:
+        for p in problems:
+            st.error(f"**{p.split(':', 1)[0]}**: {p.split(':', 1)[1].strip()}", icon="⚠️")
+        st.stop()
+    return config
+
+
+# ------------------------------------------------------------------ running
+
+
+def run(case: Case, config: Any, device: torch.device, label: str = "Training") -> RunResult:
+    """A finished result from the cache, or train now with a progress bar and a growing loss
+    curve. A settings change mid-run interrupts it at the next redraw; nothing is cached then."""
+    cache = results()
+    cache_key = cache.key(case, config, device)
+    hit = cache.get(cache_key)
+    if hit is not None:
+        return hit
+    box = st.empty()
+    with box.container():
+        bar = st.progress(0.0, text=f"{label}…")
+        curve = st.empty()
+    last = [0.0]
+
+    def on_progress(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = now
+        bar.progress(p.step / p.total, text=f"{label}: step {p.step:,} of {p.total:,}")
+        curve.altair_chart(charts.live_loss(p.loss), width="stretch", theme=None)
+
+    try:
+        result = runner.execute(case, config, device, on_progress)
+    except SettingError as e:  # validated already; kept as a guard against a bad preset
+        box.empty()
+        st.error(str(e))
+        st.stop()
+    box.empty()
+    cache.put(cache_key, result)
+    return result
+
+
+# ------------------------------------------------------------------ showing
+
+
+def chart(c) -> None:
+    st.altair_chart(c, width="stretch", theme=None)
+
+
+def findings(case: Case, found: list[Finding]) -> None:
+    """Diagnosis cards: the measured evidence, and a button that applies the fix."""
+    if not found:
+        st.success("No known problem left in these settings.", icon="✅")
+        return
+    cols = st.columns(min(len(found), 2))
+    for i, f in enumerate(found):
+        with cols[i % len(cols)].container(border=True):
+            st.markdown(f"**{f.title}**")
+            st.write(f.evidence)
+            change = ", ".join(f"{k} = {to_text(v)}" for k, v in f.fix.items())
+            st.button(f"Apply: {change}", key=f"{case.name}.fix.{f.key}", on_click=load, args=(case, f.fix))
+
+
+def show_code(*functions: Callable) -> None:
+    with st.expander("The code that ran"):
+        for fn in functions:
+            st.code(inspect.getsource(fn), language="python")

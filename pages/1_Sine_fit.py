@@ -1,0 +1,89 @@
+"""Case 1: a shallow tanh network fits sin(x) badly."""
+
+import streamlit as st
+
+from core import registry, sine, ui
+from core.charts import sine as charts
+
+case = registry.get("sine")
+ui.page(case.short, case.icon)
+st.title("Case 1 · A shallow tanh network fits sin(x) badly")
+st.markdown(
+    "From Cross Validated question 320289: a 1-128-1 network with tanh after both layers, no biases and "
+    "std-1 weights, trained by hand-written gradient descent (lr 4e-7) on the **sum** of squared errors "
+    "over 4000 points of sin(x)/2.5 + noise, x in [-1, 9). The poster saw *extra wiggles in the first two "
+    "units of x, then a flat output*, and a loss curve that jumps around."
+)
+
+ui.init_settings(case)
+with st.sidebar:
+    ui.preset_buttons(case)
+    st.subheader("Data")
+    ui.int_setting(case, "n_points", step=500)
+    ui.bool_setting(case, "standardize_x")
+    ui.int_setting(case, "seed")
+    st.subheader("Model")
+    ui.text_setting(case, "hidden")
+    ui.choice_setting(case, "activation")
+    ui.choice_setting(case, "output_activation")
+    ui.bool_setting(case, "bias")
+    ui.choice_setting(case, "init")
+    st.subheader("Training")
+    ui.choice_setting(case, "loss")
+    ui.choice_setting(case, "optimizer")
+    ui.text_setting(case, "lr")
+    ui.int_setting(case, "steps", step=500)
+device = ui.device_sidebar()
+
+config = ui.build_config(case)
+preset = case.preset_name(config)
+st.caption(f"Settings: **{preset or 'custom'}** · device: {ui.badge(device)}")
+
+result = ui.run(case, config, device)
+runs = {"current": result}
+if config != sine.AS_POSTED:
+    runs["as-posted"] = ui.run(case, sine.AS_POSTED, device, label="The as-posted run, for comparison")
+m = result.metrics
+
+cols = st.columns(5)
+reference = runs.get("as-posted")
+cols[0].metric(
+    "RMSE vs sin(x)/2.5",
+    f"{m['rmse_vs_truth']:.4f}",
+    delta=f"{m['rmse_vs_truth'] - reference.metrics['rmse_vs_truth']:+.4f} vs as-posted" if reference else None,
+    delta_color="inverse",
+    help="On a fine grid over [-1, 9]. The noise std is 0.05; a good fit is far below it.",
+)
+cols[1].metric("Final loss", f"{m['final_loss']:.4g}", help=f"{config.loss} at the last step")
+cols[2].metric("Saturated hidden activations", f"{m['saturated_fraction']:.0%}")
+cols[3].metric(
+    "Units switching near x = 0", f"{m['transitions_near_zero']:.0%}", help="switch point within [-0.5, 0.5]"
+)
+cols[4].metric("Steps run", f"{m['steps_run']:,}", help=f"{result.seconds:.2f} s on {result.device}")
+if m["diverged"]:
+    st.error(
+        f"The loss became NaN or infinite at step {m['diverged_at']}: the run diverged. The charts show it "
+        "up to the last finite step. A smaller lr (or a mean loss instead of a sum) keeps the steps in range.",
+        icon="💥",
+    )
+
+left, right = st.columns(2)
+with left:
+    ui.chart(charts.fit_chart(runs))
+with right:
+    ui.chart(charts.loss(runs))
+left, right = st.columns(2)
+with left:
+    ui.chart(charts.units_chart(runs))
+with right:
+    ui.chart(charts.saturation_chart(runs))
+    ui.chart(charts.preact_chart(runs))
+
+st.subheader("Diagnosis")
+ui.findings(case, sine.diagnose(config, result))
+st.caption(
+    "Measured over seeds 0-4 with 3000 steps: as posted, the fit stays far above the noise (and in some "
+    "seeds the saturated output never moves); the poster's Adam + L1 answer helps a little; biases are "
+    "the cure: `fixed` reaches the noise floor. The same fix without biases stays poor."
+)
+ui.show_code(sine.forward, sine.run)

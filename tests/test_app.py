@@ -1,0 +1,121 @@
+"""Every page through Streamlit's AppTest: defaults and each preset, no exception, the
+expected charts present; bad input is an st.error, never a traceback."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import registry, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 300
+
+# charts each page draws with its defaults, by title (a growing list as pages gain charts)
+CHARTS = {
+    "sine": [
+        "Data, sin(x)/2.5 and the prediction",
+        "Loss per step",
+        "Where each first-layer unit switches",
+        "Saturated hidden activations",
+        "Output pre-activation z (RMS over the data)",
+    ],
+}
+
+
+def open_page(case_name: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if case_name is not None:
+        at.switch_page(registry.get(case_name).page)
+    return at.run()
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    titles = []
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec.get("title", {})
+        titles.append(title.get("text") if isinstance(title, dict) else title)
+    return titles
+
+
+def assert_clean(at: AppTest):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_home_lists_every_case_with_a_link_and_a_device_badge():
+    at = open_page()
+    assert_clean(at)
+    links = [link.proto.page for link in at.get("page_link")]  # URL path names
+    for case in registry.CASES.values():
+        url_name = re.sub(r"^\d+_", "", Path(case.page).stem)
+        assert links.count(url_name) == 2  # sidebar navigation and the case card
+    captions = " ".join(c.value for c in at.caption)
+    assert "torch" in captions and "CPU threads" in captions
+    for case in registry.CASES.values():
+        assert case.symptom in captions
+
+
+@pytest.mark.parametrize("case_name", list(registry.CASES))
+def test_page_with_defaults_and_every_preset(case_name):
+    at = open_page(case_name)
+    assert_clean(at)
+    assert chart_titles(at) == CHARTS[case_name]
+    case = registry.get(case_name)
+    for preset in case.presets:
+        at.button(key=f"{case_name}.load.{preset}").click().run()
+        assert_clean(at)
+        assert f"Settings: **{preset}**" in " ".join(c.value for c in at.caption)
+        assert len(chart_titles(at)) >= len(CHARTS[case_name])
+
+
+def test_sine_bad_input_is_a_message_not_a_traceback():
+    at = open_page("sine")
+    at.text_input(key="sine.lr").set_value("0").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["**lr**: must be > 0 and <= 10 (got 0)"]
+    at.text_input(key="sine.lr").set_value("4e-7")
+    at.text_input(key="sine.hidden").set_value("128,abc").run()
+    assert not at.exception
+    assert "hidden" in at.error[0].value and "comma-separated" in at.error[0].value
+    at.text_input(key="sine.hidden").set_value("0").run()
+    assert "each width must be >= 1" in at.error[0].value
+
+
+def test_sine_diagnosis_button_applies_its_fix():
+    at = open_page("sine")
+    assert at.toggle(key="sine.bias").value is False
+    at.button(key="sine.fix.no-bias").click().run()
+    assert_clean(at)
+    assert at.toggle(key="sine.bias").value is True
+    assert "Settings: **custom**" in " ".join(c.value for c in at.caption)
+
+
+def test_a_revisit_renders_from_the_cache(monkeypatch):
+    calls = []
+    real = runner.execute
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "execute", counting)
+    at = open_page("sine")
+    assert len(calls) == 1
+    at.run()
+    at.switch_page("app.py").run()
+    at.switch_page(registry.get("sine").page).run()
+    assert len(calls) == 1
+    assert_clean(at)
+
+
+def test_settings_survive_a_visit_to_another_page():
+    at = open_page("sine")
+    at.button(key="sine.load.answer").click().run()
+    at.switch_page("app.py").run()
+    at.switch_page(registry.get("sine").page).run()
+    assert at.radio(key="sine.optimizer").value == "adam"
+    assert "Settings: **answer**" in " ".join(c.value for c in at.caption)

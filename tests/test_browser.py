@@ -1,0 +1,136 @@
+"""A real browser against `streamlit run app.py`: every page opens, finishes its script
+without an exception box, and leaves a screenshot in screenshots/ (git-ignored).
+
+Needs Debian's `chromium` and the `playwright` Python package (its own browser download
+is not used). Skipped where Chromium is missing, except in CI (CI=true), where a
+missing browser is a failure: `.ci/run` installs it.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+PAGE_TIMEOUT_S = 240
+
+pytestmark = pytest.mark.browser
+
+
+def _require(ok: bool, why: str):
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(f"{why} (CI must run the browser test: see .ci/run)")
+        pytest.skip(why)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    _require(CHROMIUM is not None, "no chromium on PATH")
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not come up:\n{proc.stdout.read() if proc.stdout else ''}")
+            time.sleep(0.25)
+        yield url, started
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require(CHROMIUM is not None, "no chromium on PATH")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _require(False, "the playwright package is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield b
+        b.close()
+
+
+def wait_until_finished(page, timeout_s: float = PAGE_TIMEOUT_S) -> None:
+    """Until the app's main block has content and no script run is in progress for a second."""
+    page.wait_for_selector('[data-testid="stMainBlockContainer"] [data-testid="stHeading"]', timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 1.5:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the page's script did not finish")
+
+
+PAGES = [("home", "")] + [(c.name, re.sub(r"^\d+_", "", Path(c.page).stem)) for c in registry.CASES.values()]
+
+
+def test_every_page_renders_without_an_exception(server, browser):
+    url, started = server
+    SHOTS.mkdir(exist_ok=True)
+    timings = {}
+    # Streamlit scrolls inside its main block, so a tall viewport is what captures a whole page
+    context = browser.new_context(viewport={"width": 1440, "height": 2400}, device_scale_factor=1)
+    try:
+        for name, path in PAGES:
+            page = context.new_page()
+            t0 = time.monotonic()
+            page.goto(f"{url}/{path}")
+            wait_until_finished(page)
+            timings[name] = round(time.monotonic() - t0, 2)
+            if name == "home":
+                timings["streamlit_run_to_home_rendered"] = round(time.monotonic() - started, 2)
+            exceptions = page.locator('[data-testid="stException"]')
+            assert exceptions.count() == 0, exceptions.first.inner_text()
+            if name != "home":
+                assert page.locator('[data-testid="stVegaLiteChart"]').count() > 0, f"{name}: no chart"
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+            page.close()
+    finally:
+        context.close()
+    (SHOTS / "timings.json").write_text(json.dumps(timings, indent=2))

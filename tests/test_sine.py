@@ -1,0 +1,158 @@
+"""Case 1 against its oracles: the posted code itself, the posted figures, and the
+measured relations between the presets."""
+
+import dataclasses
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+from core import nets, registry, runner, sine
+
+CASE = registry.get("sine")
+SEEDS = range(5)
+
+
+def posted_loop(x, y, weights, lr, steps):
+    """The poster's code, modernised only where PyTorch changed (Variable, loss.data[0])."""
+    layer_weights = [w.clone().requires_grad_() for w in weights]
+    losses = []
+    for _ in range(steps):
+        y_pred = torch.tanh(x.mm(layer_weights[0]))
+        for w in layer_weights[1:]:
+            y_pred = torch.tanh(y_pred.mm(w))
+        loss = (y_pred - y).pow(2).sum()
+        losses.append(loss.item())
+        loss.backward()
+        for w in layer_weights:
+            w.data -= lr * w.grad.data
+            w.grad.data.zero_()
+    return np.array(losses), y_pred.detach()
+
+
+@pytest.mark.parametrize("preset", ["as-posted", "as-posted-deep"])
+def test_as_posted_is_the_posted_code(preset, cpu):
+    config = dataclasses.replace(CASE.presets[preset], steps=300)
+    x, y = sine.make_data(config.n_points, config.seed)
+    weights = [w for k, w in sine.init_params(config).items() if k.endswith("weight")]
+    expected, _ = posted_loop(x, y, weights, config.lr, config.steps)
+    result = runner.execute(CASE, config, cpu)
+    np.testing.assert_allclose(result.history["loss"].to_numpy(), expected, rtol=2e-4)
+
+
+def test_data_is_the_posted_distribution():
+    x, y = sine.make_data(4000, 0)
+    assert x.shape == y.shape == (4000, 1) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() < 9 and abs(x.mean().item() - 4) < 0.2
+    noise = (y - torch.sin(x.double()).float() / 2.5).squeeze(1)
+    assert abs(noise.std().item() - 0.05) < 0.003 and abs(noise.mean().item()) < 0.003
+    # each run owns its generator: same seed, same data; another seed, other data
+    assert torch.equal(sine.make_data(4000, 0)[0], x)
+    assert not torch.equal(sine.make_data(4000, 1)[0], x)
+
+
+@pytest.fixture(scope="module")
+def rmse_by_preset():
+    """rmse_vs_truth for seeds 0-4 of the three presets the issue compares (full budgets)."""
+    cpu = torch.device("cpu")
+    return {
+        name: [
+            runner.execute(CASE, dataclasses.replace(CASE.presets[name], seed=s), cpu).metrics["rmse_vs_truth"]
+            for s in SEEDS
+        ]
+        for name in ("as-posted", "answer", "fixed")
+    }
+
+
+def test_fixed_reaches_the_noise_floor_for_seeds_0_to_4(rmse_by_preset):
+    assert max(rmse_by_preset["fixed"]) < 0.02
+
+
+def test_as_posted_stays_far_above_and_the_answer_sits_between(rmse_by_preset):
+    as_posted = statistics.median(rmse_by_preset["as-posted"])
+    answer = statistics.median(rmse_by_preset["answer"])
+    fixed = statistics.median(rmse_by_preset["fixed"])
+    assert as_posted > 10 * fixed
+    assert fixed < answer < as_posted
+    assert min(rmse_by_preset["as-posted"]) > 0.05  # far above the noise level, every seed
+
+
+@pytest.mark.parametrize("preset", ["as-posted", "as-posted-deep", "answer"])
+def test_without_biases_every_unit_switches_at_zero(preset, cpu):
+    result = runner.execute(CASE, dataclasses.replace(CASE.presets[preset], steps=50), cpu)
+    assert result.metrics["transitions_near_zero"] == 1.0
+    units = result.frames["units"]
+    assert np.all(units["switch_x"] == 0)
+
+
+def test_with_biases_the_units_spread_over_the_data(cpu):
+    result = runner.execute(CASE, CASE.presets["fixed"], cpu)
+    assert result.metrics["transitions_near_zero"] < 0.2
+    switch = result.frames["units"]["switch_x"]
+    assert switch.between(-1, 9).mean() > 0.5
+
+
+def test_the_posted_init_saturates_the_output(cpu):
+    """Output pre-activation RMS ~ sqrt(width) at step 1 (averaged over seeds), and the
+    saturated seeds never leave their starting loss."""
+    runs = [runner.execute(CASE, dataclasses.replace(sine.AS_POSTED, seed=s, steps=100), cpu) for s in range(8)]
+    rms = [r.metrics["initial_output_preact_rms"] for r in runs]
+    assert 0.5 * np.sqrt(128) < np.sqrt(np.mean(np.square(rms))) < 2 * np.sqrt(128)
+    stuck = [r for r in runs if r.metrics["initial_output_preact_rms"] > 12]
+    assert stuck, "some seeds start saturated"
+    for r in stuck:
+        loss = r.history["loss"].to_numpy()
+        assert loss[-1] > 0.9 * loss[0]
+
+
+def test_a_diverging_run_is_a_result(cpu):
+    config = dataclasses.replace(CASE.presets["fixed"], optimizer="gd", lr=10.0, steps=300)
+    result = runner.execute(CASE, config, cpu)
+    m = result.metrics
+    assert m["diverged"] and m["diverged_at"] == m["steps_run"] + 1 < 300
+    assert len(result.history) == m["steps_run"] and np.isfinite(result.history["loss"]).all()
+
+
+def test_diagnosis_names_each_posted_problem_and_its_fix(cpu):
+    config = dataclasses.replace(sine.AS_POSTED, seed=1, steps=100)  # seed 1 starts saturated
+    found = {f.key: f for f in sine.diagnose(config, runner.execute(CASE, config, cpu))}
+    assert set(found) == {"no-bias", "saturated-output", "sum-loss", "uncentred-input", "slow-descent"}
+    assert found["no-bias"].fix == {"bias": True}
+    assert "100% of the 128" in found["no-bias"].evidence
+    assert found["sum-loss"].fix == {"loss": "mse", "lr": pytest.approx(4e-7 * 4000)}
+    assert "0.0016" in found["sum-loss"].evidence
+    assert found["slow-descent"].fix["optimizer"] == "adam"
+    fixed = CASE.presets["fixed"]
+    assert sine.diagnose(fixed, runner.execute(CASE, dataclasses.replace(fixed, steps=10), cpu)) == []
+
+
+def test_applying_every_fix_trains_well(cpu):
+    config = dataclasses.replace(sine.AS_POSTED, seed=1)
+    for finding in sine.diagnose(config, runner.execute(CASE, dataclasses.replace(config, steps=10), cpu)):
+        config = dataclasses.replace(config, **finding.fix)
+    assert CASE.errors(config) == []
+    assert runner.execute(CASE, config, cpu).metrics["rmse_vs_truth"] < 0.05
+
+
+def test_other_settings_run(cpu):
+    for kw in [
+        dict(activation="relu", bias=True, init="xavier", optimizer="rmsprop", lr=1e-3),
+        dict(activation="sigmoid", loss="l1", optimizer="momentum", lr=1e-3, standardize_x=True),
+        dict(hidden=(8, 8, 8), bias=True, init="default", output_activation="identity", loss="mse", lr=1e-2),
+    ]:
+        config = dataclasses.replace(sine.AS_POSTED, steps=60, n_points=500, **kw)
+        m = runner.execute(CASE, config, torch.device("cpu")).metrics
+        assert m["steps_run"] == 60 and np.isfinite(m["rmse_vs_truth"])
+
+
+def test_too_big_a_network_is_refused():
+    config = dataclasses.replace(sine.AS_POSTED, hidden=(1024,) * 6, n_points=100_000)
+    assert any(p.startswith("hidden:") for p in CASE.errors(config))
+
+
+def test_init_streams_do_not_depend_on_data_size():
+    a = sine.init_params(dataclasses.replace(sine.AS_POSTED, n_points=100))
+    b = sine.init_params(sine.AS_POSTED)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert nets.generator(0, 0).initial_seed() != nets.generator(0, 1).initial_seed()
