@@ -1,0 +1,17 @@
+"""The benchmark: `python -m bench` (see bench/__main__.py).
+
+Each case has a module here, bench/<case>.py, that defines the same work two ways:
+
+    WORK: str                      what one call does, in words ("3000 steps on 4000 points")
+    UNITS: tuple[str, float]       what throughput counts, and how many per call: ("steps", 3000)
+    def setup() -> object          build what both paths need once (data files...), untimed
+    def posted(state) -> None      the posted pipeline, written faithfully in plain PyTorch
+    def app(state) -> None         the app's own path for the same settings (core.runner.execute)
+
+and optionally:
+
+    FLOPS: float                   floating-point operations of one call (for % of matmul peak)
+    def concurrent(state) -> None  what two sessions would each run at once (defaults to app)
+
+The harness times posted and app interleaved, repeated, and reports medians and ratios.
+"""
