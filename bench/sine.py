@@ -42,3 +42,6 @@ FIXED = CASE.presets["fixed"]
 
 def app_fixed(state) -> None:
     runner.execute(CASE, FIXED, torch.device("cpu"))
+
+
+EXTRA = ("app_fixed",)  # the recommended settings have their own speed target

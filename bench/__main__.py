@@ -1,0 +1,321 @@
+"""The benchmark: every case's posted pipeline against the app's own path, on the same work.
+
+    python -m bench                      all cases, then BENCHMARKS.md
+    python -m bench --cases sine,poly    some cases
+    python -m bench --repeat 5           more repeats (default 3; medians are reported)
+    python -m bench --no-write           print only
+
+Each case runs in its own process (so its peak resident memory is its own): the posted
+pipeline and the app's path are timed interleaved, `--repeat` times each, and the medians
+are compared. Then two trainings of the case run at once in two threads, as two sessions
+of the app would, against one alone. Around the cases: the import time of `core`, the time
+from `streamlit run` to the first page rendered, and, where a case counts FLOPs, this
+machine's float32 matmul peak measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ("sine", "cifar", "poly", "linreg")
+
+
+# ----------------------------------------------------------------------------- one case
+
+
+def matmul_peak_gflops(threads: int, n: int = 2048, repeat: int = 8) -> float:
+    """Best float32 GEMM rate of this process at `threads` threads (n x n @ n x n)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm up
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def timed(fn, state) -> float:
+    t = time.perf_counter()
+    fn(state)
+    return time.perf_counter() - t
+
+
+def run_one(name: str, repeat: int) -> dict:
+    """Time one case in this process and return plain numbers."""
+    import torch
+
+    import core.runner  # noqa: F401  (imports torch._dynamo's first-use cost out of the timings)
+    from core.threads import available_cores
+
+    cores = available_cores()
+    mod = importlib.import_module(f"bench.{name}")
+    state = mod.setup()
+    default_threads = cores  # what a user's script gets: torch's default, one thread per core
+
+    def posted(s):
+        torch.set_num_threads(default_threads)
+        mod.posted(s)
+
+    # warm-up of both paths (first-call costs are not what is compared)
+    posted(state)
+    mod.app(state)
+    posted_s, app_s = [], []
+    for _ in range(repeat):  # interleaved, so drifting load hits both alike
+        posted_s.append(timed(posted, state))
+        app_s.append(timed(mod.app, state))
+
+    out = {
+        "case": name,
+        "work": mod.WORK,
+        "units": list(mod.UNITS),
+        "posted_s": posted_s,
+        "app_s": app_s,
+        "cores": cores,
+    }
+    for extra in getattr(mod, "EXTRA", ()):  # more app paths worth a line (e.g. the fixed preset)
+        out.setdefault("extra", {})[extra] = [timed(getattr(mod, extra), state) for _ in range(repeat)]
+
+    concurrent = getattr(mod, "concurrent", mod.app)
+    alone = [timed(concurrent, state) for _ in range(max(2, repeat - 1))]
+    pair: list[float] = [0.0, 0.0]
+    barrier = threading.Barrier(2)
+
+    def session(i):
+        barrier.wait()
+        pair[i] = timed(concurrent, state)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out["concurrent"] = {"alone_s": alone, "pair_s": pair}
+
+    if hasattr(mod, "FLOPS"):
+        out["flops"] = mod.FLOPS
+        out["matmul_peak_gflops"] = matmul_peak_gflops(cores)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["torch"] = torch.__version__
+    return out
+
+
+# ----------------------------------------------------------------------------- around the cases
+
+
+def import_times() -> dict:
+    """Fresh interpreters: `import core`, `import core.registry` (torch and every case), and
+    whether torchvision was imported by the registry."""
+    code = (
+        "import time, sys; t = time.perf_counter(); import core; a = time.perf_counter() - t; "
+        "t = time.perf_counter(); import core.registry; b = time.perf_counter() - t; "
+        "print(a, b, 'torchvision' in sys.modules)"
+    )
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        a, b, tv = out.stdout.split()
+        runs.append((float(a), float(b), tv == "True"))
+    return {
+        "import_core_s": statistics.median(r[0] for r in runs),
+        "import_registry_s": statistics.median(r[1] for r in runs),
+        "torchvision_imported_by_registry": any(r[2] for r in runs),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def streamlit_startup() -> dict:
+    """Seconds from `streamlit run app.py` to /_stcore/health answering, and to the home
+    page rendered in headless Chromium (when Chromium and Playwright are present)."""
+    port = _free_port()
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out: dict = {}
+    try:
+        while time.monotonic() - start < 120:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        out["health_s"] = time.monotonic() - start
+                        break
+            except OSError:
+                time.sleep(0.1)
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium and "health_s" in out:
+            try:
+                from playwright.sync_api import sync_playwright
+            except ImportError:
+                return out
+            with sync_playwright() as p:
+                b = p.chromium.launch(
+                    executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+                )
+                page = b.new_page()
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_selector(
+                    '[data-testid="stMainBlockContainer"] [data-testid="stHeading"]', timeout=120_000
+                )
+                out["first_page_rendered_s"] = time.monotonic() - start
+                b.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return out
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def med(xs) -> float:
+    return statistics.median(xs)
+
+
+def table(results: list[dict], around: dict) -> str:
+    lines = [
+        "| case | work | posted (s) | app (s) | app / posted | speed-up | app throughput | "
+        "two at once, each vs alone | peak RSS |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        posted, app = med(r["posted_s"]), med(r["app_s"])
+        unit, count = r["units"]
+        alone = med(r["concurrent"]["alone_s"])
+        pair = r["concurrent"]["pair_s"]
+        lines.append(
+            f"| {r['case']} | {r['work']} | {posted:.2f} | {app:.2f} | {app / posted:.2f} | {posted / app:.1f}× | "
+            f"{count / app:,.0f} {unit}/s | {pair[0] / alone:.2f}×, {pair[1] / alone:.2f}× (alone {alone:.2f} s) | "
+            f"{r['peak_rss_mb']:.0f} MB |"
+        )
+    notes = []
+    for r in results:
+        for extra, times in r.get("extra", {}).items():
+            notes.append(f"- {r['case']} `{extra}`: median {med(times):.2f} s ({', '.join(f'{t:.2f}' for t in times)})")
+        if "flops" in r:
+            peak = r["matmul_peak_gflops"]
+            rate = r["flops"] / med(r["app_s"]) / 1e9
+            posted_rate = r["flops"] / med(r["posted_s"]) / 1e9
+            notes.append(
+                f"- {r['case']}: float32 matmul peak measured in the same process: {peak:.1f} GFLOP/s "
+                f"({r['cores']} threads). App training {rate:.1f} GFLOP/s = **{rate / peak:.0%} of peak**; "
+                f"posted pipeline {posted_rate:.1f} GFLOP/s = {posted_rate / peak:.0%}."
+            )
+        raw = {k: ", ".join(f"{t:.2f}" for t in v) for k, v in [("posted", r["posted_s"]), ("app", r["app_s"])]}
+        pair = ", ".join(f"{t:.2f}" for t in r["concurrent"]["pair_s"])
+        notes.append(f"- {r['case']} raw times (s): posted {raw['posted']}; app {raw['app']}; two at once {pair}")
+    head = [
+        f"- `import core`: {around['import_core_s'] * 1000:.0f} ms; `import core.registry` (torch and every case): "
+        f"{around['import_registry_s']:.2f} s; torchvision imported by it: "
+        f"{'yes' if around['torchvision_imported_by_registry'] else 'no'}",
+    ]
+    st_ = around.get("streamlit", {})
+    if st_:
+        rendered = st_.get("first_page_rendered_s")
+        head.append(
+            f"- `streamlit run app.py` to health check answering: {st_.get('health_s', float('nan')):.1f} s"
+            + (f"; to the home page rendered in headless Chromium: {rendered:.1f} s" if rendered else "")
+        )
+    return "\n".join([*head, "", *lines, "", *notes])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
+    args = parser.parse_args(argv)
+
+    if args.one:
+        print(json.dumps(run_one(args.one, args.repeat)))
+        return 0
+
+    names = [n for n in args.cases.split(",") if n]
+    unknown = [n for n in names if not (ROOT / "bench" / f"{n}.py").exists()]
+    if unknown:
+        print(f"error: cases: no benchmark for {', '.join(unknown)}; have {', '.join(CASES)}", file=sys.stderr)
+        return 2
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    around = import_times()
+    print(f"imports: {around}", flush=True)
+    around["streamlit"] = streamlit_startup()
+    print(f"streamlit: {around['streamlit']}", flush=True)
+    results = []
+    for name in names:
+        print(f"--- {name}", flush=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench", "--one", name, "--repeat", str(args.repeat)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            return 1
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    report = table(results, around)
+    print()
+    print(report)
+    if not args.no_write:
+        torch_version = results[0]["torch"] if results else "?"
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        (ROOT / "BENCHMARKS.md").write_text(
+            "# Benchmarks\n\n"
+            f"Written by `python -m bench` on {stamp}: {info['cpu']}, {info['cores']} cores, "
+            f"{info['memory_gib']} GiB, Python {info['python']}, torch {torch_version}. Medians of "
+            f"{args.repeat} interleaved runs after one warm-up; 'speed-up' is posted / app.\n\n"
+            f"{report}\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
