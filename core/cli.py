@@ -2,9 +2,13 @@
 
     python -m core list [--json]
     python -m core run CASE [--preset NAME] [--set KEY=VALUE ...] [--device auto|cpu|cuda|mps] [--history]
+    python -m core script CASE [--preset NAME] [--set KEY=VALUE ...]
+    python -m core figures CASE [--preset NAME] [--set KEY=VALUE ...] [--device ...] --out DIR
 
-`run` prints exactly one JSON object on stdout. A bad setting exits with status 2 and
-one line on stderr that names the setting and what it allows.
+`run` prints exactly one JSON object on stdout; `script` prints a standalone Python
+script that reproduces the run with plain PyTorch; `figures` writes the page's charts as
+PNG and SVG. A bad setting exits with status 2 and one line on stderr that names the
+setting and what it allows.
 """
 
 from __future__ import annotations
@@ -30,11 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="every case, its presets and its settings")
     p_list.add_argument("--json", action="store_true", help="print JSON instead of text")
     p_run = sub.add_parser("run", help="train one case and print one JSON object")
-    p_run.add_argument("case")
-    p_run.add_argument("--preset", default="as-posted")
-    p_run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    p_run.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p_script = sub.add_parser("script", help="print a standalone script that reproduces the run")
+    p_fig = sub.add_parser("figures", help="write the page's charts as PNG and SVG")
+    for p in (p_run, p_script, p_fig):
+        p.add_argument("case")
+        p.add_argument("--preset", default="as-posted")
+        p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    for p in (p_run, p_fig):
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p_run.add_argument("--history", action="store_true", help="include the per-step history")
+    p_fig.add_argument("--out", required=True, help="folder for the PNG and SVG files")
     return parser
 
 
@@ -85,12 +94,18 @@ def cmd_list(as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def cmd_run(args) -> dict[str, Any]:
-    from core import device as device_
-    from core import registry, runner
+def configured(args):
+    from core import registry
 
     case = registry.get(args.case)
-    config = case.configure(args.preset, parse_sets(args.sets))
+    return case, case.configure(args.preset, parse_sets(args.sets))
+
+
+def cmd_run(args) -> dict[str, Any]:
+    from core import device as device_
+    from core import runner
+
+    case, config = configured(args)
     device = device_.pick(args.device)
     result = runner.execute(case, config, device)
     out = {
@@ -106,11 +121,35 @@ def cmd_run(args) -> dict[str, Any]:
     return jsonable(out)
 
 
+def cmd_figures(args) -> dict[str, Any]:
+    """The page's charts for this run (with the as-posted run overlaid when it differs)."""
+    from pathlib import Path
+
+    from core import device as device_
+    from core import figures, runner
+
+    case, config = configured(args)
+    device = device_.pick(args.device)
+    runs = {"current": runner.execute(case, config, device)}
+    reference = case.presets["as-posted"]
+    if config != reference:
+        runs["as-posted"] = runner.execute(case, reference, device)
+    prefix = f"{case.name}-{case.preset_name(config) or 'custom'}"
+    paths = figures.write(figures.charts_for(case, runs), Path(args.out), prefix)
+    return {"case": case.name, "preset": args.preset, "device": str(device), "files": [str(p) for p in paths]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
             print(cmd_list(args.json))
+        elif args.command == "script":
+            from core import export
+
+            print(export.script(*configured(args)), end="")
+        elif args.command == "figures":
+            print(json.dumps(cmd_figures(args)))
         else:
             print(json.dumps(cmd_run(args), allow_nan=False))
     except SettingError as e:

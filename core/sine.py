@@ -172,6 +172,8 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
     records = torch.zeros(n_records, 2, device=device)  # saturated share, output pre-activation RMS
     hidden_total = config.n_points * sum(config.hidden)
 
+    mse = torch.zeros(config.steps, device=device)  # every run's loss in one unit, for comparing runs
+
     def loss_fn(step: int) -> torch.Tensor:
         y_pred, hidden, z = forward(params, x, config)  # (n, 1)
         if step % record_every == 0:  # no sync: written to a device tensor, read at the end
@@ -179,14 +181,19 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
                 sat = sum(saturated(h, config.activation) for h in hidden)
                 records[step // record_every, 0] = sat / hidden_total
                 records[step // record_every, 1] = z.pow(2).mean().sqrt()
-        return loss_of(y_pred, y, config.loss)
+        loss = loss_of(y_pred, y, config.loss)
+        with torch.no_grad():
+            mse[step] = loss / config.n_points if config.loss == "sse" else (y_pred - y).pow(2).mean()
+        return loss
 
     history = train(params, optimizer, loss_fn, config.steps, check_every=50, on_progress=on_progress)
-    return _result(config, params, history, records.cpu().numpy(), record_every, (x_raw, y_raw), (mean, std), device)
+    mse = mse.cpu().numpy()
+    return _result(config, params, history, records.cpu().numpy(), record_every, (x_raw, y_raw), (mean, std), mse)
 
 
-def _result(config, params, history: History, records, record_every, data, scaling, device) -> RunResult:
+def _result(config, params, history: History, records, record_every, data, scaling, mse) -> RunResult:
     (x_raw, y_raw), (mean, std) = data, scaling
+    device = next(iter(params.values())).device
     grid = np.linspace(X_MIN, X_MAX, 2001)
     with torch.no_grad():
         xg = torch.tensor((grid - mean) / std, dtype=torch.float32, device=device).unsqueeze(1)
@@ -233,7 +240,7 @@ def _result(config, params, history: History, records, record_every, data, scali
     }
     return RunResult(
         metrics=metrics,
-        history=history_frame(history),
+        history=history_frame(history, mse=mse),
         frames={"data": data, "fit": fit, "units": units, "saturation": saturation},
         device=str(device),
     )

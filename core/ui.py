@@ -18,7 +18,7 @@ import torch
 from core import charts, runner
 from core import device as device_
 from core.case import Case, Finding
-from core.settings import SettingError, parse, to_text
+from core.settings import SettingError, check_value, parse, to_text
 from core.train import Progress, RunResult
 
 RESULTS_MAX_ENTRIES = 64  # finished runs kept per server process (a few MB each at most)
@@ -87,12 +87,71 @@ def key(case: Case, name: str) -> str:
 
 
 def init_settings(case: Case, preset: str = "as-posted") -> None:
-    """Give every setting's widget a value (the preset's) unless it has one."""
+    """Give every setting's widget a value: from the URL when it carries settings this
+    session has not applied yet, else what the session had, else the preset's."""
     base = case.presets[preset]
     for s in case.settings:
         k = key(case, s.name)
         if k not in st.session_state:
             st.session_state[k] = widget_value(case, s.name, getattr(base, s.name))
+    from_url(case)
+
+
+# ------------------------------------------------------------------ settings in the URL
+
+
+def url_params(case: Case, config: Any) -> dict[str, str]:
+    """The shortest URL query for `config`: its preset's name, or the settings that differ
+    from as-posted."""
+    name = case.preset_name(config)
+    if name is not None:
+        return {"preset": name}
+    base = case.presets["as-posted"]
+    return {f: to_text(v) for f, v in dataclasses.asdict(config).items() if v != getattr(base, f)}
+
+
+def _signature(params: Mapping[str, str]) -> str:
+    return "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def from_url(case: Case) -> None:
+    """Apply ?preset=NAME&KEY=VALUE... once per new link. Invalid or stale values fall back to
+    the preset's (or as-posted's) value, with a notice; never an exception."""
+    params = {k: st.query_params[k] for k in st.query_params}
+    marker = f"{case.name}._url"
+    if not params or st.session_state.get(marker) == _signature(params):
+        return
+    st.session_state[marker] = _signature(params)
+    notices = []
+    preset = params.pop("preset", "as-posted")
+    if preset not in case.presets:
+        notices.append(f"preset={preset!r} is not a preset of this page ({', '.join(case.presets)}): using as-posted")
+        preset = "as-posted"
+    values = dataclasses.asdict(case.presets[preset])
+    for name, text in params.items():
+        try:
+            s = case.setting(name)
+            value = parse(s, case.kind(name), text)
+            check_value(s, case.kind(name), value)
+            values[name] = value
+        except SettingError as e:
+            notices.append(f"{e}; using {to_text(values[name])}" if name in values else f"ignored {name}={text!r}")
+    config = case.config_cls(**values)
+    if case.check(config):  # a combination the case refuses: the preset as it is
+        notices += [f"{p}; using the preset {preset!r} unchanged" for p in case.check(config)]
+        config = case.presets[preset]
+    load(case, dataclasses.asdict(config))
+    st.session_state[f"{case.name}._notices"] = notices
+
+
+def to_url(case: Case, config: Any) -> None:
+    """Write the current settings into the page's URL, so the link reproduces this view."""
+    params = url_params(case, config)
+    st.session_state[f"{case.name}._url"] = _signature(params)
+    if {k: st.query_params[k] for k in st.query_params} != params:
+        st.query_params.from_dict(params)
+    for notice in st.session_state.pop(f"{case.name}._notices", []):
+        st.warning(f"From the link: {notice}", icon=":material/link_off:")
 
 
 def widget_value(case: Case, name: str, value: Any) -> Any:
@@ -155,8 +214,9 @@ def build_config(case: Case) -> Any:
         problems = case.errors(config)
     if problems:
         for p in problems:
-            st.error(f"**{p.split(':', 1)[0]}**: {p.split(':', 1)[1].strip()}", icon="⚠️")
+            st.error(f"**{p.split(':', 1)[0]}**: {p.split(':', 1)[1].strip()}", icon=":material/error:")
         st.stop()
+    to_url(case, config)
     return config
 
 
@@ -206,7 +266,7 @@ def chart(c) -> None:
 def findings(case: Case, found: list[Finding]) -> None:
     """Diagnosis cards: the measured evidence, and a button that applies the fix."""
     if not found:
-        st.success("No known problem left in these settings.", icon="✅")
+        st.success("No known problem left in these settings.", icon=":material/check_circle:")
         return
     cols = st.columns(min(len(found), 2))
     for i, f in enumerate(found):
@@ -221,3 +281,109 @@ def show_code(*functions: Callable) -> None:
     with st.expander("The code that ran"):
         for fn in functions:
             st.code(inspect.getsource(fn), language="python")
+
+
+# ------------------------------------------------------------------ pinned runs
+
+
+def _pins(case: Case) -> list[dict]:
+    return st.session_state.setdefault(f"{case.name}._pins", [])
+
+
+def _pin(case: Case, config: Any) -> None:
+    pins = _pins(case)
+    if all(p["config"] != config for p in pins):
+        n = max((p["n"] for p in pins), default=0) + 1
+        pins.append(
+            {
+                "n": n,
+                "label": f"pin {n}" + (f" ({case.preset_name(config)})" if case.preset_name(config) else ""),
+                "config": config,
+            }
+        )
+
+
+def _unpin(case: Case, n: int) -> None:
+    st.session_state[f"{case.name}._pins"] = [p for p in _pins(case) if p["n"] != n]
+
+
+def differences(case: Case, config: Any, other: Any) -> str:
+    """The settings in which `config` differs from `other`, as text."""
+    diff = [f"{f} = {to_text(v)}" for f, v in dataclasses.asdict(config).items() if v != getattr(other, f)]
+    return ", ".join(diff) or "same settings"
+
+
+def pins(case: Case, config: Any, device: torch.device) -> dict[str, RunResult]:
+    """'Pin this run' and the list of pinned runs (kept for the session, across pages).
+    Returns the pinned runs' results by label, to overlay on the charts."""
+    runs = {}
+    with st.container(border=True):
+        left, right = st.columns([1, 4], vertical_alignment="center")
+        left.button(
+            "Pin this run",
+            key=f"{case.name}._pin",
+            icon=":material/push_pin:",
+            on_click=_pin,
+            args=(case, config),
+            help="Keep this run on the charts, in its own colour, while you change the settings.",
+        )
+        pinned = _pins(case)
+        if not pinned:
+            right.caption(
+                "Pinned runs stay on the charts while you change the settings, also after a visit to another page."
+            )
+        for p in pinned:
+            a, b = st.columns([4, 1], vertical_alignment="center")
+            a.markdown(f"**{p['label']}**: {differences(case, p['config'], config)}")
+            b.button("Remove", key=f"{case.name}._unpin.{p['n']}", on_click=_unpin, args=(case, p["n"]))
+            if p["config"] != config:
+                runs[p["label"]] = run(case, p["config"], device, label=f"Pinned run {p['label']}")
+    return runs
+
+
+# ------------------------------------------------------------------ export
+
+
+def downloads(case: Case, config: Any, result: RunResult, charts_by_name: Mapping[str, Any]) -> None:
+    """Download the run (CSV history, JSON record), a standalone script, and the figures."""
+    from core import export, figures
+
+    name = f"{case.name}-{case.preset_name(config) or 'custom'}"
+    with st.expander("Export: data, a standalone script, figures for reports", icon=":material/download:"):
+        cols = st.columns(3)
+        cols[0].download_button(
+            "History (CSV)", export.history_csv(result), f"{name}-history.csv", "text/csv",
+            key=f"{case.name}._csv", on_click="ignore", width="stretch",
+        )  # fmt: skip
+        cols[1].download_button(
+            "Run record (JSON)", export.record_json(case, config, result), f"{name}.json", "application/json",
+            key=f"{case.name}._json", on_click="ignore", width="stretch",
+        )  # fmt: skip
+        cols[2].download_button(
+            "Standalone script (.py)", export.script(case, config), f"{name}.py", "text/x-python",
+            key=f"{case.name}._script", on_click="ignore", width="stretch",
+            help="Plain PyTorch, nothing from this app: it reproduces this run and prints the same metrics.",
+        )  # fmt: skip
+        st.caption(f"The same from a terminal: `python -m core script {case.name} {_cli_args(case, config)}`")
+        pick = st.selectbox("Figure", list(charts_by_name), key=f"{case.name}._figure")
+        chart = charts_by_name[pick]
+        cols = st.columns(3)
+        cols[0].download_button(
+            "PNG", lambda: figures.png(chart), f"{name}-{pick}.png", "image/png",
+            key=f"{case.name}._png", on_click="ignore", width="stretch",
+        )  # fmt: skip
+        cols[1].download_button(
+            "SVG", lambda: figures.svg(chart), f"{name}-{pick}.svg", "image/svg+xml",
+            key=f"{case.name}._svg", on_click="ignore", width="stretch",
+        )  # fmt: skip
+        cols[2].download_button(
+            "All figures (zip)", lambda: figures.zipped(charts_by_name, name), f"{name}-figures.zip", "application/zip",
+            key=f"{case.name}._zip", on_click="ignore", width="stretch",
+        )  # fmt: skip
+        st.caption(f"Headless: `python -m core figures {case.name} {_cli_args(case, config)} --out figures/`")
+
+
+def _cli_args(case: Case, config: Any) -> str:
+    params = url_params(case, config)
+    args = [f"--preset {params.pop('preset')}"] if "preset" in params else []
+    return " ".join(args + [f"--set {k}={v}" for k, v in params.items()])

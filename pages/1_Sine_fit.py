@@ -64,20 +64,22 @@ if m["diverged"]:
     st.error(
         f"The loss became NaN or infinite at step {m['diverged_at']}: the run diverged. The charts show it "
         "up to the last finite step. A smaller lr (or a mean loss instead of a sum) keeps the steps in range.",
-        icon="💥",
+        icon=":material/warning:",
     )
+runs |= ui.pins(case, config, device)
 
+figures = charts.figures(runs)
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.fit_chart(runs))
+    ui.chart(figures["fit"])
 with right:
-    ui.chart(charts.loss(runs))
+    ui.chart(figures["loss"])
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.units_chart(runs))
+    ui.chart(figures["units"])
 with right:
-    ui.chart(charts.saturation_chart(runs))
-    ui.chart(charts.preact_chart(runs))
+    ui.chart(figures["saturation"])
+    ui.chart(figures["preact"])
 
 st.subheader("Diagnosis")
 ui.findings(case, sine.diagnose(config, result))
@@ -86,4 +88,5 @@ st.caption(
     "seeds the saturated output never moves); the poster's Adam + L1 answer helps a little; biases are "
     "the cure: `fixed` reaches the noise floor. The same fix without biases stays poor."
 )
+ui.downloads(case, config, result, figures)
 ui.show_code(sine.forward, sine.run)

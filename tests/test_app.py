@@ -17,7 +17,7 @@ TIMEOUT = 300
 CHARTS = {
     "sine": [
         "Data, sin(x)/2.5 and the prediction",
-        "Loss per step",
+        "Training MSE per step",
         "Where each first-layer unit switches",
         "Saturated hidden activations",
         "Output pre-activation z (RMS over the data)",

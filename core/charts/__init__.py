@@ -22,7 +22,7 @@ PALETTE = {
     "data": "#9ca3af",  # grey points
 }
 EXTRA = ("#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
-FONT = "Source Sans Pro, Helvetica Neue, Arial, sans-serif"
+FONT = "Arial, Liberation Sans, Helvetica, sans-serif"  # present in browsers and for vl-convert alike
 HEIGHT = 280
 
 

@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import HEIGHT, PALETTE, colors, finish, long_runs, loss_chart
+from core.charts import HEIGHT, PALETTE, colors, finish, long_runs, loss_chart, thin
 from core.sine import X_MAX, X_MIN
 from core.train import RunResult
 
@@ -21,8 +21,8 @@ def fit_chart(runs: Mapping[str, RunResult]):
         .mark_circle(size=10, opacity=0.35, color=PALETTE["data"])
         .encode(x=alt.X("x:Q", title="x", scale=alt.Scale(domain=[X_MIN, X_MAX])), y=alt.Y("y:Q", title="y"))
     )
-    curves = {"truth": first.frames["fit"].rename(columns={"truth": "value"})}
-    curves |= {name: r.frames["fit"].rename(columns={"prediction": "value"}) for name, r in runs.items()}
+    curves = {"truth": thin(first.frames["fit"], 500).rename(columns={"truth": "value"})}
+    curves |= {name: thin(r.frames["fit"], 500).rename(columns={"prediction": "value"}) for name, r in runs.items()}
     data = long_runs(curves, "x", "value")
     data = data[np.isfinite(data["value"])]
     names = list(curves)
@@ -40,7 +40,13 @@ def fit_chart(runs: Mapping[str, RunResult]):
 
 
 def loss(runs: Mapping[str, RunResult]):
-    return loss_chart({name: r.history for name, r in runs.items()}, title="Loss per step")
+    """Training MSE per step: every run in the same unit, whatever loss it minimised."""
+    return loss_chart(
+        {name: r.history for name, r in runs.items()},
+        title="Training MSE per step",
+        y="mse",
+        y_title="MSE (log scale)",
+    )
 
 
 def units_chart(runs: Mapping[str, RunResult]):
@@ -106,3 +112,14 @@ def preact_chart(runs: Mapping[str, RunResult]):
         )
     )
     return finish(chart, "Output pre-activation z (RMS over the data)", height=HEIGHT - 60)
+
+
+def figures(runs: Mapping[str, RunResult]) -> dict:
+    """The page's charts by name (the page lays them out; `python -m core figures` writes them)."""
+    return {
+        "fit": fit_chart(runs),
+        "loss": loss(runs),
+        "units": units_chart(runs),
+        "saturation": saturation_chart(runs),
+        "preact": preact_chart(runs),
+    }

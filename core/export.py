@@ -1,0 +1,73 @@
+"""Exports of a run: its history as CSV, its record as JSON, and a standalone script.
+
+The script is `core/scripts/<case>.py` with its settings block replaced by the run's
+settings: a complete program that needs only torch and numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from core.case import Case
+from core.cli import jsonable
+from core.train import RunResult
+
+SCRIPTS = Path(__file__).parent / "scripts"
+BEGIN, END = "# --- settings: written by Convergence Clinic's export\n", "# --- end of settings\n"
+
+
+def versions() -> dict[str, str]:
+    import altair
+    import numpy
+    import torch
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    out["altair"] = altair.__version__
+    try:
+        import streamlit
+
+        out["streamlit"] = streamlit.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def history_csv(result: RunResult) -> str:
+    return result.history.to_csv(index=False)
+
+
+def record(case: Case, config: Any, result: RunResult) -> dict:
+    """Everything needed to cite or redo the run: settings, metrics, device, versions."""
+    return jsonable(
+        {
+            "case": case.name,
+            "preset": case.preset_name(config),
+            "config": dataclasses.asdict(config),
+            "device": result.device,
+            "seconds": round(result.seconds, 4),
+            "metrics": dict(result.metrics),
+            "versions": versions(),
+        }
+    )
+
+
+def record_json(case: Case, config: Any, result: RunResult) -> str:
+    return json.dumps(record(case, config, result), indent=2, allow_nan=False)
+
+
+def script(case: Case, config: Any) -> str:
+    """The standalone script of `case` with `config`'s settings written in."""
+    case.validate(config)
+    text = (SCRIPTS / f"{case.name}.py").read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    lines = [
+        f"    {json.dumps(k)}: {json.dumps(v) if isinstance(v, str) else repr(v)},"
+        for k, v in dataclasses.asdict(config).items()
+    ]
+    settings = "CONFIG = {\n" + "\n".join(lines) + "\n}\n"
+    return head + BEGIN + settings + END + tail

@@ -1,0 +1,112 @@
+"""Exports: the standalone script reproduces the app's metrics; figures are real PNG/SVG
+files; the JSON record and CSV history carry the run."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core import export, registry, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# reduced budgets: the comparison is about the same computation, not the full run
+SCRIPT_CONFIGS = {
+    "sine": [
+        {"steps": 300},
+        {"preset": "fixed", "steps": 300, "seed": 3},
+        {"preset": "fixed", "optimizer": "gd", "lr": 10.0, "steps": 50},  # diverges
+    ],
+}
+
+
+def configs():
+    for name, overrides in SCRIPT_CONFIGS.items():
+        for o in overrides:
+            o = dict(o)
+            case = registry.get(name)
+            preset = o.pop("preset", "as-posted")
+            yield pytest.param(case, dataclasses.replace(case.presets[preset], **o), id=f"{name}-{preset}-{o}")
+
+
+def close(a, b, rel=2e-3, abs_=1e-6):
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= max(abs_, rel * max(abs(a), abs(b)))
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y, rel, abs_) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.mark.parametrize(("case", "config"), list(configs()))
+def test_the_exported_script_reproduces_the_apps_metrics(case, config, tmp_path, cpu):
+    path = tmp_path / "repro.py"
+    path.write_text(export.script(case, config))
+    # run it outside the project: it must need nothing from it
+    out = subprocess.run([sys.executable, str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    printed = json.loads(lines[0])
+    app = export.record(case, config, runner.execute(case, config, cpu))["metrics"]
+    assert printed, "the script printed no metrics"
+    if app.get("diverged"):  # exploding values differ by rounding; where it blew up must not
+        assert printed["diverged"] is True
+        assert abs(printed["steps_run"] - app["steps_run"]) <= 1
+        return
+    for key, value in printed.items():
+        assert key in app, key
+        assert close(value, app[key]), (key, value, app[key])
+
+
+def test_scripts_import_nothing_from_the_project():
+    for case in registry.CASES.values():
+        text = export.script(case, case.presets["as-posted"])
+        assert "from core" not in text and "import core" not in text
+
+
+def test_the_record_and_history_carry_the_run(cpu):
+    case = registry.get("sine")
+    config = dataclasses.replace(case.presets["fixed"], steps=40)
+    result = runner.execute(case, config, cpu)
+    record = json.loads(export.record_json(case, config, result))
+    assert record["config"]["steps"] == 40 and record["device"] == "cpu"
+    assert record["metrics"]["steps_run"] == 40 and "torch" in record["versions"]
+    history = pd.read_csv(__import__("io").StringIO(export.history_csv(result)))
+    assert list(history["step"]) == list(range(1, 41))
+    pd.testing.assert_series_equal(history["loss"], result.history["loss"], check_exact=False, rtol=1e-6)
+
+
+def test_figures_cli_writes_png_and_svg_files_that_open(tmp_path):
+    args = ["figures", "sine", "--preset", "fixed", "--set", "steps=200", "--out", str(tmp_path)]
+    out = subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    files = [Path(f) for f in json.loads(out.stdout)["files"]]
+    assert {f.suffix for f in files} == {".png", ".svg"}
+    assert len(files) == 2 * 5
+    for f in files:
+        if f.suffix == ".png":
+            data = f.read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n"
+            width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+            assert width >= 1000 and height >= 300  # 2x scale of a 640-px-wide chart
+        else:
+            root = ET.parse(f).getroot()
+            assert root.tag.endswith("svg")
+            assert "Arial" in f.read_text()  # the page's font: the figure looks like the page
+
+
+def test_script_cli_prints_the_script_with_the_settings():
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "script", "sine", "--preset", "fixed", "--set", "seed=7"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert '"seed": 7' in out.stdout and '"optimizer": "adam"' in out.stdout
+    compile(out.stdout, "exported.py", "exec")
