@@ -59,7 +59,7 @@ class Case:
         raise SettingError(name, f"unknown setting for case {self.name}; settings are: {known}")
 
     def kind(self, name: str) -> str:
-        return st_.kind_of(st_.defaults(self.config_cls)[name])
+        return self.setting(name).kind or st_.kind_of(st_.defaults(self.config_cls)[name])
 
     def errors(self, config: Any) -> list[str]:
         """Every problem with `config`, each naming its setting; [] when it may run."""
@@ -100,9 +100,9 @@ class Case:
         return [
             {
                 "name": s.name,
-                "type": st_.kind_of(base[s.name]),
+                "type": self.kind(s.name),
                 "default": st_.to_text(base[s.name]),
-                "allowed": s.allowed(st_.kind_of(base[s.name])),
+                "allowed": s.allowed(self.kind(s.name)),
                 "help": s.help,
             }
             for s in self.settings

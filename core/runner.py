@@ -10,7 +10,7 @@ import dataclasses
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
@@ -21,11 +21,18 @@ from core.threads import POLICY, flush_denormals, keep_freed_memory
 from core.train import Progress, ProgressFn, RunResult
 
 
-def execute(case: Case, config: Any, device: torch.device, on_progress: ProgressFn | None = None) -> RunResult:
+def execute(
+    case: Case,
+    config: Any,
+    device: torch.device,
+    on_progress: ProgressFn | None = None,
+    task: Callable[..., RunResult] | None = None,
+) -> RunResult:
     """Validate `config`, train, and return the result with its wall time and device.
 
-    Raises SettingError for a bad config, before any work. `on_progress` may raise to
-    interrupt the run (the app does when the user changes a setting mid-run).
+    `task` is what to run with the config (default: the case's run; e.g. its learning-rate
+    range test). Raises SettingError for a bad config, before any work. `on_progress` may
+    raise to interrupt the run (the app does when the user changes a setting mid-run).
     """
     case.validate(config)
     heavy = device.type == "cpu" and case.heavy(config)
@@ -39,7 +46,7 @@ def execute(case: Case, config: Any, device: torch.device, on_progress: Progress
 
     with POLICY.share(heavy), flush_denormals():
         start = time.perf_counter()
-        result = case.run(config, device, on_progress=progress)
+        result = (task or case.run)(config, device, on_progress=progress)
         device_.synchronize(device)
         seconds = time.perf_counter() - start
     return dataclasses.replace(result, seconds=seconds, device=str(device))
@@ -58,8 +65,8 @@ class ResultCache:
         self._items: OrderedDict[Hashable, RunResult] = OrderedDict()
 
     @staticmethod
-    def key(case: Case, config: Any, device: torch.device) -> tuple:
-        return (case.name, config, str(device))
+    def key(case: Case, config: Any, device: torch.device, task: Callable | None = None) -> tuple:
+        return (case.name, task.__name__ if task else "run", config, str(device))
 
     def get(self, key: Hashable) -> RunResult | None:
         with self._lock:

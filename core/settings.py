@@ -43,9 +43,12 @@ class Setting:
     lo_open: bool = False  # True: the value must be strictly greater than lo (a learning rate > 0)
     choices: tuple[str, ...] = ()  # allowed strings, for a choice
     max_len: int | None = None  # for width lists: most entries
+    kind: str = ""  # the type, where the default's type does not say it ("points": (x, y) pairs)
 
     def allowed(self, kind: str = "") -> str:
         """The allowed values in words, for messages and `core list`."""
+        if (kind or self.kind) == "points":
+            return "a CSV file: two numeric columns x, y (empty: the posted data)"
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if kind == "bool":
@@ -93,6 +96,8 @@ def to_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
+        if value and isinstance(value[0], tuple):  # points: not text; say how many
+            return f"<{len(value)} points>"
         return ",".join(str(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}"
@@ -131,6 +136,10 @@ def parse(setting: Setting, kind: str, text: str) -> Any:
             raise SettingError(name, f"expected a number, got {s!r}") from None
     if kind == "choice":
         return s
+    if kind == "points":
+        from core.points import parse_file
+
+        return parse_file(s)
     if kind == "widths":
         parts = [p.strip() for p in s.split(",")]
         if not s or any(not p.lstrip("-").isdigit() for p in parts):
@@ -149,6 +158,15 @@ def check_value(setting: Setting, kind: str, value: Any) -> None:
     if kind == "bool":
         if not isinstance(value, bool):
             raise SettingError(name, f"must be true or false (got {value!r})")
+        return
+    if kind == "points":
+        from core.points import MAX_ROWS
+
+        ok = isinstance(value, tuple) and all(
+            len(p) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p) for p in value
+        )
+        if not ok or len(value) > MAX_ROWS:
+            raise SettingError(name, f"must be at most {MAX_ROWS:,} (x, y) pairs of finite numbers")
         return
     if kind == "widths":
         if not isinstance(value, tuple) or not value:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import nets
+from core import lrfind, nets, points
 from core.case import Case, Finding
 from core.settings import Setting
 from core.train import History, RunResult, history_frame, train
@@ -31,6 +31,7 @@ NOISE_STD = 0.05  # N(0,1)/20: a perfect fit has this RMSE against the noisy tar
 @dataclass(frozen=True)
 class SineConfig:
     n_points: int = 4000  # training points, x ~ U[-1, 9)
+    points: tuple[tuple[float, float], ...] = ()  # your own (x, y) points instead (a CSV upload)
     hidden: tuple[int, ...] = (128,)  # hidden layer widths: 1-128-1 as posted
     activation: str = "tanh"  # after every hidden layer
     output_activation: str = "tanh"  # the post puts tanh on the output too
@@ -65,6 +66,7 @@ PRESETS = {
 
 SETTINGS = (
     Setting("n_points", "training points, x uniform on [-1, 9)", lo=10, hi=100_000),
+    Setting("points", "your own (x, y) points instead of the posted sin(x) data", kind="points"),
     Setting("hidden", "hidden layer widths, comma-separated (128 or 32,128,32)", lo=1, hi=1024, max_len=6),
     Setting("activation", "activation after each hidden layer", choices=("tanh", "relu", "sigmoid")),
     Setting("output_activation", "activation on the output", choices=("tanh", "identity")),
@@ -88,6 +90,25 @@ def make_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.rand(n, 1, generator=g, dtype=torch.float64) * 10 - 1
     y = torch.sin(x) / 2.5 + torch.randn(n, 1, generator=g, dtype=torch.float64) / 20
     return x.float(), y.float()
+
+
+def data_of(config: SineConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training data: the user's points if any, else the posted sin(x) data."""
+    if config.points:
+        xy = torch.tensor(config.points, dtype=torch.float64)
+        return xy[:, :1].float(), xy[:, 1:].float()
+    return make_data(config.n_points, config.seed)
+
+
+def size(config: SineConfig) -> int:
+    return len(config.points) or config.n_points
+
+
+def x_range(config: SineConfig) -> tuple[float, float]:
+    if config.points:
+        xs = [x for x, _ in config.points]
+        return min(xs), max(xs)
+    return X_MIN, X_MAX
 
 
 def truth(x: np.ndarray) -> np.ndarray:
@@ -159,18 +180,24 @@ def saturated(a: torch.Tensor, activation: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------- run
 
 
-def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult:
-    x_raw, y_raw = make_data(config.n_points, config.seed)
+def _setup(config: SineConfig, device: torch.device):
+    """Data, scaling, trainable parameters and optimizer of one run."""
+    x_raw, y_raw = data_of(config)
     mean, std = (x_raw.mean().item(), x_raw.std().item()) if config.standardize_x else (0.0, 1.0)
     x = ((x_raw - mean) / std).to(device)
     y = y_raw.to(device)
     params = {k: v.to(device).requires_grad_() for k, v in init_params(config).items()}
-    optimizer = make_optimizer(params, config)
+    return (x_raw, y_raw), (mean, std), x, y, params, make_optimizer(params, config)
+
+
+def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult:
+    (x_raw, y_raw), (mean, std), x, y, params, optimizer = _setup(config, device)
 
     record_every = max(1, config.steps // 150)
     n_records = (config.steps - 1) // record_every + 1
-    records = torch.zeros(n_records, 2, device=device)  # saturated share, output pre-activation RMS
-    hidden_total = config.n_points * sum(config.hidden)
+    records = torch.zeros(n_records, 3, device=device)  # hidden saturated share, RMS of z, share of |z| > 3
+    n = size(config)
+    hidden_total = n * sum(config.hidden)
 
     mse = torch.zeros(config.steps, device=device)  # every run's loss in one unit, for comparing runs
 
@@ -181,9 +208,10 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
                 sat = sum(saturated(h, config.activation) for h in hidden)
                 records[step // record_every, 0] = sat / hidden_total
                 records[step // record_every, 1] = z.pow(2).mean().sqrt()
+                records[step // record_every, 2] = (z.abs() > 3).float().mean()
         loss = loss_of(y_pred, y, config.loss)
         with torch.no_grad():
-            mse[step] = loss / config.n_points if config.loss == "sse" else (y_pred - y).pow(2).mean()
+            mse[step] = loss / n if config.loss == "sse" else (y_pred - y).pow(2).mean()
         return loss
 
     history = train(params, optimizer, loss_fn, config.steps, check_every=50, on_progress=on_progress)
@@ -194,7 +222,7 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
 def _result(config, params, history: History, records, record_every, data, scaling, mse) -> RunResult:
     (x_raw, y_raw), (mean, std) = data, scaling
     device = next(iter(params.values())).device
-    grid = np.linspace(X_MIN, X_MAX, 2001)
+    grid = np.linspace(*x_range(config), 2001)
     with torch.no_grad():
         xg = torch.tensor((grid - mean) / std, dtype=torch.float32, device=device).unsqueeze(1)
         pred, _, _ = forward(params, xg, config)
@@ -204,7 +232,8 @@ def _result(config, params, history: History, records, record_every, data, scali
         w1 = params["layer1.weight"].detach().cpu().double().numpy()[0]  # (width,)
         b1 = params["layer1.bias"].detach().cpu().double().numpy() if config.bias else np.zeros_like(w1)
     pred = pred.squeeze(1).cpu().double().numpy()
-    rmse = float(np.sqrt(np.mean((pred - truth(grid)) ** 2)))
+    # against sin(x)/2.5 on the posted data; the user's own points have no known truth
+    rmse = math.nan if config.points else float(np.sqrt(np.mean((pred - truth(grid)) ** 2)))
 
     # where each first-layer unit switches, in raw x units: w*(x - mean)/std + b = 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -219,11 +248,12 @@ def _result(config, params, history: History, records, record_every, data, scali
             "step": steps_recorded[keep],
             "saturated_fraction": records[keep, 0],
             "output_preact_rms": records[keep, 1],
+            "output_flat_share": records[keep, 2],
         }
     )
-    every = max(1, config.n_points // 600)
+    every = max(1, size(config) // 600)
     data = pd.DataFrame({"x": x_raw[::every, 0].numpy(), "y": y_raw[::every, 0].numpy()})
-    fit = pd.DataFrame({"x": grid, "truth": truth(grid), "prediction": pred})
+    fit = pd.DataFrame({"x": grid, "truth": np.nan if config.points else truth(grid), "prediction": pred})
     units = pd.DataFrame({"unit": np.arange(1, len(w1) + 1), "switch_x": switch_x, "steepness": steepness})
 
     final = float(history.loss[-1]) if history.steps_run else math.nan
@@ -236,13 +266,30 @@ def _result(config, params, history: History, records, record_every, data, scali
         "diverged_at": history.diverged_at,
         "steps_run": history.steps_run,
         "initial_output_preact_rms": float(records[0, 1]) if len(records) else math.nan,
-        "effective_lr_on_mean": config.lr * (config.n_points if config.loss == "sse" else 1),
+        "initial_output_flat_share": float(records[0, 2]) if len(records) else math.nan,
+        "effective_lr_on_mean": config.lr * (size(config) if config.loss == "sse" else 1),
     }
     return RunResult(
         metrics=metrics,
         history=history_frame(history, mse=mse),
         frames={"data": data, "fit": fit, "units": units, "saturation": saturation},
         device=str(device),
+    )
+
+
+LR_RANGE = (1e-8, 10.0)  # the range test's rates: from far below the posted 4e-7 to far above any sane step
+
+
+def lr_find(config: SineConfig, device: torch.device, on_progress=None) -> RunResult:
+    """The learning-rate range test on these settings (300 steps, rate growing exponentially)."""
+    _, _, x, y, params, optimizer = _setup(config, device)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        return loss_of(forward(params, x, config)[0], y, config.loss)
+
+    lo, hi = LR_RANGE
+    return lrfind.range_test(
+        params, optimizer, loss_fn, base_lr=config.lr, lr_min=lo, lr_max=hi, steps=300, on_progress=on_progress
     )
 
 
@@ -254,34 +301,35 @@ def diagnose(config: SineConfig, result: RunResult) -> list[Finding]:
     m = result.metrics
     found = []
     width = config.hidden[0]
+    lo, hi = x_range(config)
     if not config.bias:
         found.append(
             Finding(
                 "no-bias",
                 "Every hidden unit switches at x = 0",
                 f"{m['transitions_near_zero']:.0%} of the {width} first-layer units cross zero within 0.5 of "
-                f"x = 0, yet the data runs from -1 to 9. Without a bias, unit j computes "
+                f"x = 0, yet the data runs from {lo:g} to {hi:g}. Without a bias, unit j computes "
                 f"{config.activation}(w_j·x), which can only switch where x = 0: all the detail is crammed "
                 "there and the rest of the range is a sum of saturated constants.",
                 {"bias": True},
             )
         )
-    pre_rms = m["initial_output_preact_rms"]
-    if config.output_activation == "tanh" and pre_rms > 2:
+    pre_rms, flat = m["initial_output_preact_rms"], m["initial_output_flat_share"]
+    if config.output_activation == "tanh" and flat > 0.1:
         fan_in = config.hidden[-1]
         found.append(
             Finding(
                 "saturated-output",
                 "The output tanh starts saturated",
-                f"At step 1 the output pre-activation z has RMS {pre_rms:.1f} over the data (a sum of "
-                f"{fan_in} saturated units times std-1 weights: about sqrt({fan_in}) = {math.sqrt(fan_in):.1f}). "
-                "tanh'(z) = 1 - tanh(z)^2 is below 1e-3 for |z| > 4.2, so those points pass almost no "
-                "gradient back.",
+                f"At step 1, {flat:.0%} of the points have an output pre-activation |z| > 3, where "
+                f"tanh'(z) = 1 - tanh(z)^2 < 0.01: they pass almost no gradient back. z is a sum of {fan_in} "
+                f"hidden values (mostly ±1) times std-1 weights, typically of size sqrt({fan_in}) = "
+                f"{math.sqrt(fan_in):.1f}; here its RMS over the data is {pre_rms:.1f}.",
                 {"output_activation": "identity", "init": "default"},
             )
         )
     if config.loss == "sse":
-        n = config.n_points
+        n = size(config)
         found.append(
             Finding(
                 "sum-loss",
@@ -291,13 +339,13 @@ def diagnose(config: SineConfig, result: RunResult) -> list[Finding]:
                 {"loss": "mse", "lr": float(f"{config.lr * n:.3g}")},
             )
         )
-    if not config.standardize_x:
+    if not config.standardize_x and abs(lo + hi) / 2 > 0.5 * (hi - lo) / math.sqrt(12):
         found.append(
             Finding(
                 "uncentred-input",
                 "The input is not centred",
-                f"x spans [{X_MIN:g}, {X_MAX:g}): mean {(X_MIN + X_MAX) / 2:g}, "
-                f"std {(X_MAX - X_MIN) / math.sqrt(12):.2f}. "
+                f"x spans [{lo:g}, {hi:g}]: its centre {(lo + hi) / 2:g} is far from 0 for its spread "
+                f"(std about {(hi - lo) / math.sqrt(12):.2f}). "
                 "Pre-activations w·x then grow with x, and units saturate further from the origin.",
                 {"standardize_x": True},
             )
@@ -321,9 +369,9 @@ def diagnose(config: SineConfig, result: RunResult) -> list[Finding]:
 
 def check(config: SineConfig) -> list[str]:
     total = sum(a * b for a, b in itertools.pairwise((1, *config.hidden, 1)))
-    if total * config.n_points > 60_000_000:
-        return [f"hidden: the network ({total} weights) times n_points ({config.n_points}) is too big to train here"]
-    return []
+    if total * size(config) > 60_000_000:
+        return [f"hidden: the network ({total} weights) times the points ({size(config)}) is too big to train here"]
+    return points.check(config.points, min_distinct=10)
 
 
 CASE = Case(

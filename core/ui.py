@@ -107,7 +107,11 @@ def url_params(case: Case, config: Any) -> dict[str, str]:
     if name is not None:
         return {"preset": name}
     base = case.presets["as-posted"]
-    return {f: to_text(v) for f, v in dataclasses.asdict(config).items() if v != getattr(base, f)}
+    return {
+        f.name: to_text(getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != getattr(base, f.name) and case.kind(f.name) != "points"  # uploads stay out
+    }
 
 
 def _signature(params: Mapping[str, str]) -> str:
@@ -200,8 +204,8 @@ def bool_setting(case: Case, name: str) -> bool:
     return st.toggle(**_label(case, name))
 
 
-def build_config(case: Case) -> Any:
-    """The config from the widgets, or a clear error per bad setting and a stop (never a traceback)."""
+def _from_widgets(case: Case) -> tuple[Any, list[str]]:
+    """(config, problems) from the widgets' values; config is None when a value does not parse."""
     values, problems = {}, []
     for s in case.settings:
         raw = st.session_state[key(case, s.name)]
@@ -209,25 +213,67 @@ def build_config(case: Case) -> Any:
             values[s.name] = parse(s, case.kind(s.name), raw) if isinstance(raw, str) else raw
         except SettingError as e:
             problems.append(str(e))
-    if not problems:
-        config = case.config_cls(**values)
-        problems = case.errors(config)
+    if problems:
+        return None, problems
+    config = case.config_cls(**values)
+    return config, case.errors(config)
+
+
+def build_config(case: Case) -> Any:
+    """The config from the widgets, or a clear error per bad setting and a stop (never a traceback)."""
+    config, problems = _from_widgets(case)
     if problems:
         for p in problems:
             st.error(f"**{p.split(':', 1)[0]}**: {p.split(':', 1)[1].strip()}", icon=":material/error:")
         st.stop()
     to_url(case, config)
+    if any(case.kind(f.name) == "points" and getattr(config, f.name) for f in dataclasses.fields(config)):
+        st.caption("Your uploaded points are not part of the page's link.")
     return config
+
+
+def points_upload(case: Case) -> None:
+    """A CSV upload for the case's `points` setting. A bad file is a message and the page goes
+    on with the data it had; removing the file returns to the posted data."""
+    from core.points import MAX_BYTES, parse_csv
+
+    k, marker = key(case, "points"), f"{case.name}._upload_id"
+    up = st.file_uploader(
+        "Your own (x, y) points",
+        type=["csv", "txt"],
+        key=f"{case.name}._upload",
+        help=f"CSV: two numeric columns, x and y (a header row is fine), at most {MAX_BYTES // 1_000_000} MB.",
+    )
+    if up is None:
+        if st.session_state.get(marker):  # the file was removed
+            st.session_state[k], st.session_state[marker] = (), None
+        return
+    if st.session_state.get(marker) == up.file_id:
+        return
+    try:
+        pts = parse_csv(up.getvalue())
+        current, _ = _from_widgets(case)
+        if current is not None:
+            bad = [p for p in case.check(dataclasses.replace(current, points=pts)) if p.startswith("points")]
+            if bad:
+                raise SettingError.of(bad)
+    except SettingError as e:
+        st.error(f"{up.name}: {e}. Using the data from before.", icon=":material/error:")
+        return
+    st.session_state[k], st.session_state[marker] = pts, up.file_id
 
 
 # ------------------------------------------------------------------ running
 
 
-def run(case: Case, config: Any, device: torch.device, label: str = "Training") -> RunResult:
+def run(
+    case: Case, config: Any, device: torch.device, label: str = "Training", task: Callable | None = None
+) -> RunResult:
     """A finished result from the cache, or train now with a progress bar and a growing loss
-    curve. A settings change mid-run interrupts it at the next redraw; nothing is cached then."""
+    curve. A settings change mid-run interrupts it at the next redraw; nothing is cached then.
+    `task`: another function of the case to run with the config (default: its run)."""
     cache = results()
-    cache_key = cache.key(case, config, device)
+    cache_key = cache.key(case, config, device, task)
     hit = cache.get(cache_key)
     if hit is not None:
         return hit
@@ -246,7 +292,7 @@ def run(case: Case, config: Any, device: torch.device, label: str = "Training") 
         curve.altair_chart(charts.live_loss(p.loss), width="stretch", theme=None)
 
     try:
-        result = runner.execute(case, config, device, on_progress)
+        result = runner.execute(case, config, device, on_progress, task=task)
     except SettingError as e:  # validated already; kept as a guard against a bad preset
         box.empty()
         st.error(str(e))
@@ -387,3 +433,40 @@ def _cli_args(case: Case, config: Any) -> str:
     params = url_params(case, config)
     args = [f"--preset {params.pop('preset')}"] if "preset" in params else []
     return " ".join(args + [f"--set {k}={v}" for k, v in params.items()])
+
+
+# ------------------------------------------------------------------ learning-rate range test
+
+
+def lr_finder(case: Case, config: Any, device: torch.device, task: Callable, limit: float | None = None) -> None:
+    """fastai's range test on demand: the loss against an exponentially growing rate, the
+    suggested rate marked, one click to use it. `limit`: an analytic stability limit to draw."""
+    flag = f"{case.name}._lr_find"
+    with st.expander(
+        "Find the learning rate (range test)", icon=":material/search:", expanded=bool(st.session_state.get(flag))
+    ):
+        st.caption(
+            "Train briefly while the learning rate grows exponentially; the loss first falls faster, then explodes. "
+            "The suggestion is where it fell fastest (fastai's lr_find)."
+        )
+        if not st.session_state.get(flag):
+            st.button(
+                "Run the range test",
+                key=f"{case.name}._lr_find_go",
+                on_click=st.session_state.__setitem__,
+                args=(flag, True),
+            )
+            return
+        found = run(case, config, device, label="Learning-rate range test", task=task)
+        suggested = found.metrics["suggested_lr"]
+        chart(charts.lr_find_chart(found, current=config.lr, limit=limit))
+        if suggested is None:
+            st.info("The loss never fell over the range: no rate to suggest.")
+            return
+        st.button(
+            f"Use lr = {suggested:.3g}",
+            key=f"{case.name}._lr_use",
+            on_click=load,
+            args=(case, {"lr": float(f"{suggested:.3g}")}),
+            type="primary",
+        )

@@ -20,6 +20,7 @@ with st.sidebar:
     ui.preset_buttons(case)
     st.subheader("Data")
     ui.int_setting(case, "n_points", step=500)
+    ui.points_upload(case)
     ui.bool_setting(case, "standardize_x")
     ui.int_setting(case, "seed")
     st.subheader("Model")
@@ -88,5 +89,6 @@ st.caption(
     "seeds the saturated output never moves); the poster's Adam + L1 answer helps a little; biases are "
     "the cure: `fixed` reaches the noise floor. The same fix without biases stays poor."
 )
+ui.lr_finder(case, config, device, sine.lr_find)
 ui.downloads(case, config, result, figures)
 ui.show_code(sine.forward, sine.run)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import registry
@@ -95,3 +96,16 @@ def test_downloads_are_offered():
         "SVG",
         "All figures (zip)",
     ]
+
+
+def test_the_learning_rate_range_test_suggests_and_applies_a_rate():
+    at = page(query={"preset": "as-posted"})
+    at.button(key="sine._lr_find_go").click().run()
+    assert not at.exception
+    titles = [json.loads(c.proto.spec).get("title", {}).get("text") for c in at.get("vega_lite_chart")]
+    assert "Learning-rate range test" in titles
+    use = at.button(key="sine._lr_use")
+    suggested = float(use.proto.label.removeprefix("Use lr = "))
+    assert 4e-7 < suggested < 1e-3  # above the posted crawl, below where sum-loss GD explodes
+    use.click().run()
+    assert float(at.text_input(key="sine.lr").value) == pytest.approx(suggested, rel=1e-2)

@@ -93,3 +93,47 @@ def live_loss(loss: np.ndarray):
     """The growing curve shown while a run trains."""
     frame = pd.DataFrame({"step": np.arange(1, len(loss) + 1), "loss": loss})
     return loss_chart({"current": frame}, title="Training…")
+
+
+def lr_find_chart(result, current: float, limit: float | None = None):
+    """The range test: loss (and its smoothed curve) against the learning rate, log-log, with
+    the suggestion, the current rate and, where known, the analytic stability limit as rules."""
+    frame = result.frames["lr_find"]
+    frame = frame[np.isfinite(frame["loss"]) & (frame["loss"] > 0)]
+    long = pd.concat(
+        [
+            pd.DataFrame({"lr": frame["lr"], "loss": frame["loss"], "curve": "loss"}),
+            pd.DataFrame({"lr": frame["lr"], "loss": frame["smoothed"], "curve": "smoothed"}),
+        ]
+    )
+    lines = (
+        alt.Chart(long)
+        .mark_line(clip=True)
+        .encode(
+            x=alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log")),
+            y=alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log")),
+            color=alt.Color(
+                "curve:N",
+                title=None,
+                scale=alt.Scale(domain=["loss", "smoothed"], range=["#cbd5e1", PALETTE["current"]]),
+            ),
+        )
+    )
+    marks = [
+        ("suggested", result.metrics["suggested_lr"], PALETTE["fixed"]),
+        ("current", current, PALETTE["as-posted"]),
+    ]
+    if limit is not None:
+        marks.append(("2/λmax", limit, "#111827"))
+    rules = pd.DataFrame([{"lr": v, "what": f"{name}: {v:.3g}"} for name, v, _ in marks if v])
+    rule = (
+        alt.Chart(rules)
+        .mark_rule(strokeDash=[5, 3], strokeWidth=2)
+        .encode(
+            x="lr:Q",
+            stroke=alt.Stroke(
+                "what:N", title=None, scale=alt.Scale(domain=list(rules["what"]), range=[c for _, v, c in marks if v])
+            ),
+        )
+    )
+    return finish(alt.layer(lines, rule).resolve_scale(color="independent"), "Learning-rate range test")

@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 
 from core.charts import HEIGHT, PALETTE, colors, finish, long_runs, loss_chart, thin
-from core.sine import X_MAX, X_MIN
 from core.train import RunResult
+
+
+def data_range(result: RunResult) -> tuple[float, float]:
+    x = result.frames["fit"]["x"]
+    return float(x.min()), float(x.max())
 
 
 def fit_chart(runs: Mapping[str, RunResult]):
@@ -19,7 +23,7 @@ def fit_chart(runs: Mapping[str, RunResult]):
     points = (
         alt.Chart(first.frames["data"])
         .mark_circle(size=10, opacity=0.35, color=PALETTE["data"])
-        .encode(x=alt.X("x:Q", title="x", scale=alt.Scale(domain=[X_MIN, X_MAX])), y=alt.Y("y:Q", title="y"))
+        .encode(x=alt.X("x:Q", title="x", scale=alt.Scale(domain=list(data_range(first)))), y=alt.Y("y:Q", title="y"))
     )
     curves = {"truth": thin(first.frames["fit"], 500).rename(columns={"truth": "value"})}
     curves |= {name: thin(r.frames["fit"], 500).rename(columns={"prediction": "value"}) for name, r in runs.items()}
@@ -55,10 +59,11 @@ def units_chart(runs: Mapping[str, RunResult]):
     frames = {name: r.frames["units"] for name, r in runs.items()}
     data = pd.concat([f.assign(run=name) for name, f in frames.items()], ignore_index=True)
     data = data[np.isfinite(data["switch_x"]) & (data["steepness"] > 0)]
-    lo, hi = X_MIN - 6, X_MAX + 6
-    data = data.assign(shown_x=data["switch_x"].clip(lo, hi))
+    x_min, x_max = data_range(next(iter(runs.values())))
+    lo, hi = x_min - 0.6 * (x_max - x_min), x_max + 0.6 * (x_max - x_min)
+    data = data.assign(shown_x=data["switch_x"].clip(lo, hi))  # far-away units drawn at the edges
     names = list(frames)
-    band = alt.Chart(pd.DataFrame({"a": [X_MIN], "b": [X_MAX]})).mark_rect(color="#f3f4f6").encode(x="a:Q", x2="b:Q")
+    band = alt.Chart(pd.DataFrame({"a": [x_min], "b": [x_max]})).mark_rect(color="#f3f4f6").encode(x="a:Q", x2="b:Q")
     dots = (
         alt.Chart(data)
         .mark_circle(size=45, opacity=0.75)

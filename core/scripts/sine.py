@@ -15,6 +15,7 @@ import torch
 # --- settings: written by Convergence Clinic's export
 CONFIG = {
     "n_points": 4000,
+    "points": (),
     "hidden": (128,),
     "activation": "tanh",
     "output_activation": "tanh",
@@ -82,7 +83,11 @@ def saturated(a, activation):
 
 
 def main(c):
-    x_raw, y = make_data(c["n_points"], c["seed"])
+    if c["points"]:  # your own (x, y) points
+        xy = torch.tensor(c["points"], dtype=torch.float64)
+        x_raw, y = xy[:, :1].float(), xy[:, 1:].float()
+    else:
+        x_raw, y = make_data(c["n_points"], c["seed"])
     mean, std = (x_raw.mean().item(), x_raw.std().item()) if c["standardize_x"] else (0.0, 1.0)
     x = (x_raw - mean) / std
     g = generator(c["seed"], 1)
@@ -114,7 +119,8 @@ def main(c):
         loss.backward()
         opt.step()
 
-    grid = np.linspace(-1.0, 9.0, 2001)
+    xs = x_raw.squeeze(1).double()
+    grid = np.linspace(xs.min().item(), xs.max().item(), 2001) if c["points"] else np.linspace(-1.0, 9.0, 2001)
     with torch.no_grad():
         xg = torch.tensor((grid - mean) / std, dtype=torch.float32).unsqueeze(1)
         pred = forward(layers, xg, c)[0].squeeze(1).double().numpy()
@@ -124,7 +130,7 @@ def main(c):
         b1 = layers[0][1].double().numpy() if c["bias"] else np.zeros_like(w1)
     with np.errstate(divide="ignore", invalid="ignore"):
         switch_x = np.where(w1 != 0, mean - b1 * std / w1, np.nan)  # where each unit's w*x + b = 0
-    rmse = float(np.sqrt(np.mean((pred - np.sin(grid) / 2.5) ** 2)))
+    rmse = math.nan if c["points"] else float(np.sqrt(np.mean((pred - np.sin(grid) / 2.5) ** 2)))
     metrics = {
         "final_loss": losses[-1] if losses else None,
         "rmse_vs_truth": rmse if math.isfinite(rmse) else None,
