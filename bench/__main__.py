@@ -142,6 +142,27 @@ def import_times() -> dict:
     }
 
 
+def cached_revisits() -> dict:
+    """Seconds to re-render each case page when its result is cached (AppTest, same process):
+    open the page once (trains), then time two reruns and keep the faster."""
+    from streamlit.testing.v1 import AppTest
+
+    from core import registry
+
+    out = {}
+    for case in registry.CASES.values():
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        at.switch_page(case.page)
+        at.run()
+        times = []
+        for _ in range(2):
+            t = time.perf_counter()
+            at.run()
+            times.append(time.perf_counter() - t)
+        out[case.name] = min(times)
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -261,6 +282,11 @@ def table(results: list[dict], around: dict) -> str:
             f"- `streamlit run app.py` to health check answering: {st_.get('health_s', float('nan')):.1f} s"
             + (f"; to the home page rendered in headless Chromium: {rendered:.1f} s" if rendered else "")
         )
+    if around.get("revisit_s"):
+        head.append(
+            "- a page revisited with settings already seen (cached result, AppTest rerun): "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in around["revisit_s"].items())
+        )
     return "\n".join([*head, "", *lines, "", *notes])
 
 
@@ -287,6 +313,8 @@ def main(argv=None) -> int:
     print(f"imports: {around}", flush=True)
     around["streamlit"] = streamlit_startup()
     print(f"streamlit: {around['streamlit']}", flush=True)
+    around["revisit_s"] = cached_revisits()
+    print(f"cached page revisits: {around['revisit_s']}", flush=True)
     results = []
     for name in names:
         print(f"--- {name}", flush=True)
