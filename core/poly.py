@@ -231,7 +231,7 @@ def init_weights(config: PolyConfig) -> np.ndarray:
 class Descent:
     """What `descend` returns, as numpy: one row per learning rate."""
 
-    loss: np.ndarray  # (epochs_run, R) loss at each epoch, before its step (NaN once a row diverged)
+    loss: np.ndarray  # (epochs_run, R) loss at each epoch, before its step (NaN from a row's first non-finite)
     diverged_at: np.ndarray  # (R,) 1-based epoch of the first non-finite loss; 0 = never
     weights: np.ndarray  # (R, p) final coefficients, float64 (NaN for diverged rows)
 
@@ -263,13 +263,12 @@ def descend(
     """
     n, p = a.shape
     rows = len(lrs)
-    scale = 2.0 / n if reduction == "mean" else 2.0
     at = a.t().contiguous()  # (p, n)
+    a_grad = a * (2.0 / n if reduction == "mean" else 2.0)  # (n, p): grad = r @ a_grad
     neg_y = -y.unsqueeze(0)  # (1, n)
     losses = torch.full((epochs, rows), float("nan"), dtype=a.dtype, device=a.device)
     w = w0.unsqueeze(0).repeat(rows, 1)  # (R, p)
-    lr = lrs.unsqueeze(1).clone()  # (R, 1)
-    neg_lr = -lr
+    neg_lr = -lrs.unsqueeze(1)  # (R, 1)
     live = torch.arange(rows, device=a.device)  # original row of each row still training
     diverged_at = np.zeros(rows, dtype=np.int64)
     final = torch.full((rows, p), float("nan"), dtype=torch.float64)
@@ -279,17 +278,12 @@ def descend(
     start = 0
     while start < epochs and len(live):
         stop = min(start + check_every, epochs)
-        out = losses[start:stop, :]
-        for e in range(start, stop):
+        chunk = torch.empty(stop - start, len(live), dtype=a.dtype, device=a.device)  # (epochs, live rows)
+        out = chunk.unbind(0)  # one view per epoch, made once: no indexing in the loop
+        for i, e in enumerate(range(start, stop)):
             r = torch.addmm(neg_y, w, at)  # (R, n) residuals
-            loss = torch.linalg.vecdot(r, r)  # (R,)
-            if reduction == "mean":
-                loss = loss / n
-            if len(live) == rows:
-                out[e - start] = loss
-            else:
-                out[e - start].index_copy_(0, live, loss)
-            g = r.mm(a).mul_(scale)  # (R, p) the gradient
+            torch.linalg.vecdot(r, r, out=out[i])  # (R,) Σ r², the sum loss
+            g = r.mm(a_grad)  # (R, p) the gradient
             if optimizer == "sgd":
                 w.addcmul_(g, neg_lr)
             elif optimizer == "momentum":
@@ -303,17 +297,20 @@ def descend(
                 w.addcdiv_(buf * (neg_lr / (1 - beta1**t)), denom)
             else:
                 raise ValueError(f"descend does not do {optimizer!r}")
-        chunk = losses[start:stop].index_select(1, live)  # (chunk, live)
+        if reduction == "mean":
+            chunk.div_(n)  # MSELoss's mean: the sum over n
         bad = ~torch.isfinite(chunk)
+        keep = None
         if bad.any():  # sync point: once per chunk
             first = torch.where(bad.any(0), bad.float().argmax(0), -1).cpu().numpy()
             keep = first < 0
             for i in np.flatnonzero(~keep):
                 diverged_at[int(live[i])] = start + int(first[i]) + 1
-            if not keep.all():
-                k = torch.from_numpy(np.flatnonzero(keep)).to(a.device)
-                live, w, buf, sq = live[k], w[k], buf[k], sq[k]
-                lr, neg_lr = lr[k], neg_lr[k]
+                chunk[int(first[i]) :, i] = float("nan")  # nothing after the first non-finite loss
+        losses[start:stop].index_copy_(1, live, chunk)
+        if keep is not None and not keep.all():  # drop the diverged rows from the batch
+            k = torch.from_numpy(np.flatnonzero(keep)).to(a.device)
+            live, w, buf, sq, neg_lr = live[k], w[k], buf[k], sq[k], neg_lr[k]
         start = stop
         if on_chunk is not None:
             on_chunk(start, losses[:start])
@@ -456,6 +453,9 @@ def _shifted(on_progress, offset: int, total: int):
     return shifted
 
 
+_SUPERSCRIPT = {k: str(k).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")) for k in range(2, 21)}
+
+
 def _slowest(config: PolyConfig, lam_min: float) -> float:
     """Epochs per factor e along the flattest direction for (heavy-ball) gradient descent; NaN for
     Adam and L-BFGS, whose steps are not lr × gradient."""
@@ -484,7 +484,7 @@ def _result(config, x, y, a64, lam, optimum, history: History, theta, scan, limi
             "closed_form": np.polyval(closed, grid),
         }
     )
-    terms = [f"x^{k}" if k > 1 else ("x" if k == 1 else "1") for k in range(config.degree, -1, -1)]
+    terms = [f"x{_SUPERSCRIPT[k]}" if k > 1 else ("x" if k == 1 else "1") for k in range(config.degree, -1, -1)]
     coef_frame = pd.DataFrame({"term": terms, "fitted": coefficients, "closed_form": closed})
     lam_min, lam_max = float(lam[0]), float(lam[-1])
     stable, unstable = scan[~scan["diverged"]], scan[scan["diverged"]]

@@ -387,3 +387,52 @@ def test_the_benchmark_scans_the_apps_rates():
 
     assert bench_poly.CONFIG.epochs == 10_000 and len(bench_poly.RATES) >= 25
     assert execute(bench_poly.CONFIG).frames["scan"]["lr"].tolist() == bench_poly.RATES
+
+
+# ---------------------------------------------------------------------------- charts and odd settings
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"lr": 2e-6},  # diverged: no fitted polynomial, NaN coefficients
+        {"degree": 5, "basis": "legendre", "lr": 0.1, "dtype": "float64"},  # interpolation: optimum 0
+        {"optimizer": "lbfgs", "lr": 1.0, "epochs": 20},
+        {"optimizer": "momentum", "momentum": 0.5, "noise": 0.3, "n_points": 50, "x_min": -3.0, "x_max": 3.0},
+        {"optimizer": "adam", "lr": 0.05, "init": "zeros", "basis": "centered", "reduction": "mean", "degree": 2},
+    ],
+)
+def test_charts_build_for_any_result(changes):
+    from core.charts import poly as charts
+
+    config = as_posted(**changes)
+    config = dataclasses.replace(config, epochs=min(200, config.epochs))
+    result = execute(config)
+    runs = {"current": result, "as-posted": execute(as_posted(epochs=50))}
+    for chart in (
+        charts.fit_chart(runs),
+        charts.loss_chart(runs),
+        charts.eigen_chart(runs),
+        charts.scan_chart(result),
+        charts.coefficient_chart(runs),
+    ):
+        spec = chart.to_dict()
+        assert spec["title"]["text"]
+        json.dumps(spec, allow_nan=False)  # no NaN or inf left in the data for the browser
+    table = charts.coefficient_table(runs)
+    assert list(table.index)[-1] == "1" and len(table) == config.degree + 1
+
+
+def test_the_scan_chart_marks_overflow_and_draws_the_limit():
+    from core.charts import poly as charts
+
+    result = execute(as_posted(epochs=2500))
+    spec = charts.scan_chart(result).to_dict()
+    datasets = spec["datasets"]
+    scan_rows = next(v for v in datasets.values() if v and "status" in v[0])
+    overflowed = [r for r in scan_rows if r["status"] == "loss overflowed"]
+    assert overflowed and all(r["relative_lr"] > 1 for r in overflowed)
+    assert all(r["status"] == "loss went down" for r in scan_rows if r["relative_lr"] < 1)
+    rule = next(v for v in datasets.values() if v and "label" in v[0])
+    assert rule[0]["lr"] == pytest.approx(result.metrics["max_stable_lr"])

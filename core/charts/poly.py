@@ -114,7 +114,12 @@ def eigen_chart(runs: Mapping[str, RunResult]):
         alt.Chart(data)
         .mark_point(size=140, filled=True, opacity=0.9, shape="diamond")
         .encode(
-            x=alt.X("eigenvalue:Q", title="eigenvalue of the Hessian (log scale)", scale=alt.Scale(type="log")),
+            x=alt.X(
+                "eigenvalue:Q",
+                title="eigenvalue of the Hessian (log scale)",
+                scale=alt.Scale(type="log"),
+                axis=alt.Axis(format="~e"),
+            ),
             y=alt.Y("row:N", title=None, sort=order, axis=alt.Axis(labelLimit=260)),
             color=alt.Color("run:N", title=None, scale=colors(names), sort=names, legend=None),
             tooltip=["run:N", alt.Tooltip("eigenvalue:Q", format=".3g")],
@@ -137,6 +142,7 @@ def scan_chart(result: RunResult, limit_label: str = "2/λmax"):
     scan["status"] = np.select(
         [scan["diverged"], scan["grew"]], ["loss overflowed", "loss grew"], default="loss went down"
     )
+    scan["overflow_epoch"] = np.where(scan["diverged"], scan["diverged_at"], np.nan)
     statuses = ["loss went down", "loss grew", "loss overflowed"]
     status_colors = alt.Scale(domain=statuses, range=[PALETTE["current"], PALETTE["as-posted"], DIVERGED])
     x = alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log"), axis=alt.Axis(format="~e"))
@@ -146,7 +152,7 @@ def scan_chart(result: RunResult, limit_label: str = "2/λmax"):
         alt.Tooltip("relative_lr:Q", title="lr / limit", format=".3g"),
         alt.Tooltip("final_loss:Q", title="loss", format=".4g"),
         "status:N",
-        alt.Tooltip("diverged_at:Q", title="overflow at epoch"),
+        alt.Tooltip("overflow_epoch:Q", title="overflow at epoch"),
     ]
     line = alt.Chart(finite).mark_line(color="#9ca3af", strokeWidth=1.5).encode(x=x, y=alt.Y("final_loss:Q"))
     marks = (
@@ -212,10 +218,12 @@ def coefficient_chart(runs: Mapping[str, RunResult]):
 
 
 def coefficient_table(runs: Mapping[str, RunResult]) -> pd.DataFrame:
-    """The same numbers as a table: one row per term."""
+    """The same numbers as a table: one row per term of the first run (runs of another degree
+    show a blank where they have no such term)."""
     first = next(iter(runs.values()))
-    table = pd.DataFrame({"term": first.frames["coefficients"]["term"]})
+    terms = first.frames["coefficients"]["term"]
+    table = pd.DataFrame(index=pd.Index(terms, name="term"))
     for name, r in runs.items():
-        table[name] = r.frames["coefficients"]["fitted"].to_numpy()
+        table[name] = r.frames["coefficients"].set_index("term")["fitted"].reindex(terms).to_numpy()
     table[OPTIMUM] = first.frames["coefficients"]["closed_form"].to_numpy()
-    return table.set_index("term")
+    return table
