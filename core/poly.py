@@ -74,6 +74,7 @@ BASES = ("raw", "standardized", "centered", "legendre")
 OPTIMIZERS = ("sgd", "momentum", "adam", "lbfgs")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LBFGS_MAX_EPOCHS = 5000  # ~0.4 ms a step here, so at most ~2 s
+MAX_POINT_EPOCHS = 50_000_000  # n_points × epochs: ~4 s for the whole scan on the 2-core CPU
 
 SETTINGS = (
     Setting("degree", "degree of the polynomial: features x^degree ... x, plus the bias", lo=1, hi=20),
@@ -530,6 +531,8 @@ def _result(config, x, y, a64, lam, optimum, history: History, theta, scan, limi
 
 
 def check(config: PolyConfig) -> list[str]:
+    """Rules across settings: a non-empty x range, enough points for the coefficients, a bounded
+    workload, and a design matrix that the dtype can resolve (condition number below 1/eps)."""
     problems = []
     if config.x_min >= config.x_max:
         return [f"x_max: must be greater than x_min (got x_min {config.x_min:g}, x_max {config.x_max:g})"]
@@ -539,6 +542,11 @@ def check(config: PolyConfig) -> list[str]:
             f"{config.n_points} distinct points can determine; use degree <= {config.n_points - 1} or more n_points"
         )
         return problems
+    if config.n_points * config.epochs > MAX_POINT_EPOCHS:
+        problems.append(
+            f"epochs: n_points × epochs may be at most {MAX_POINT_EPOCHS:,} here (got {config.n_points:,} × "
+            f"{config.epochs:,}); use fewer epochs or fewer points"
+        )
     if config.optimizer == "lbfgs" and config.epochs > LBFGS_MAX_EPOCHS:
         problems.append(
             f"epochs: at most {LBFGS_MAX_EPOCHS:,} with lbfgs (each of its steps runs up to 20 iterations and a "
@@ -550,7 +558,8 @@ def check(config: PolyConfig) -> list[str]:
         problems.append(
             f"degree: in the {config.basis} basis on [{config.x_min:g}, {config.x_max:g}] the degree-{config.degree} "
             f"design matrix has condition number {kappa:.2g}, beyond what {config.dtype} resolves (1/eps = "
-            f"{1 / eps:.2g}); use a lower degree, the legendre basis"
+            f"{1 / eps:.2g}); use a lower degree"
+            + (", the legendre basis" if config.basis != "legendre" else "")
             + (", or float64" if config.dtype == "float32" else "")
         )
     return problems
@@ -560,11 +569,9 @@ def check(config: PolyConfig) -> list[str]:
 
 
 def _lr_for(config: PolyConfig, scale: float = 0.9, **changes) -> float:
-    """`scale` × the stability limit 2/λmax of plain GD after `changes`, to 2 significant digits."""
+    """`scale` × the stability limit of `config`'s optimizer after `changes`, to 2 significant digits."""
     new = dataclasses.replace(config, **changes)
-    x, _ = make_data(new)
-    lam_max = eigenvalues(design(new, x), new.reduction)[-1]
-    return float(f"{scale * stable_lr(lam_max, 'sgd', 0):.2g}")
+    return float(f"{scale * stable_limit(new):.2g}")
 
 
 def _kappa_for(config: PolyConfig, **changes) -> float:
@@ -628,7 +635,7 @@ def diagnose(config: PolyConfig, result: RunResult) -> list[Finding]:
                 "sum-reduction",
                 "A sum loss ties the step to the number of points",
                 f"The gradient of a sum over n = {n} points is {n}× the mean's, and so is every eigenvalue of the "
-                f"Hessian: the stable limit shrinks as points are added. Here 2/λmax = {m['max_stable_lr']:.3g}; "
+                f"Hessian: the stable limit shrinks as points are added. Here {limit_name} = {limit:.3g}; "
                 f"with {4 * n} points on the same range it is {more:.3g} ({verdict}). With the mean, "
                 f"lr {config.lr * n:.3g} takes the same steps as lr {config.lr:g} on the sum, for any n.",
                 {"reduction": "mean", "lr": float(f"{config.lr * n:.3g}")},

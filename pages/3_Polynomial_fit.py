@@ -73,8 +73,11 @@ cols[2].metric(
     help="λmax / λmin of the loss's Hessian. Plain gradient descent needs on the order of κ epochs.",
 )
 cols[3].metric(
-    f"Largest stable lr, {limit_name}",
+    "Largest stable lr",
     f"{limit:.3g}",
+    delta=limit_name,
+    delta_color="off",
+    delta_arrow="off",
     help="Plain gradient descent diverges along the steepest direction above 2/λmax; heavy-ball momentum β "
     "moves the limit to 2(1+β)/λmax. Adam and L-BFGS have no such simple limit.",
 )

@@ -327,9 +327,9 @@ def test_diagnosis_of_the_presets():
     assert keys("fixed") == {}
 
 
-@pytest.mark.parametrize("preset", ["as-posted", "lr-2e-6", "adam", "lbfgs", "standardized"])
+@pytest.mark.parametrize("preset", ["as-posted", "lr-2e-6", "adam", "lbfgs", "standardized", "momentum"])
 def test_following_the_diagnosis_reaches_the_optimum(preset):
-    config = CASE.presets[preset]
+    config = CASE.presets.get(preset) or as_posted(optimizer="momentum", lr=3e-6)
     for _ in range(5):
         found = poly.diagnose(config, execute(config))
         if not found:
@@ -353,6 +353,7 @@ def test_following_the_diagnosis_reaches_the_optimum(preset):
         ({"lr": 0.0}, "lr: must be > 0"),
         ({"momentum": 1.0}, "momentum: must be >= 0 and <= 0.999 (got 1)"),
         ({"optimizer": "lbfgs", "epochs": 10_000}, "epochs: at most 5,000 with lbfgs"),
+        ({"n_points": 10_000, "epochs": 20_000}, "epochs: n_points × epochs may be at most 50,000,000 here"),
         ({"basis": "chebyshev"}, "basis: must be one of raw, standardized, centered, legendre"),
     ],
 )
