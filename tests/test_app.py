@@ -22,6 +22,13 @@ CHARTS = {
         "Saturated hidden activations",
         "Output pre-activation z (RMS over the data)",
     ],
+    "poly": [
+        "Data, sin(x) and the fitted polynomial",
+        "Loss per epoch (dashed: the least-squares optimum)",
+        "Learning-rate scan: loss after the epoch budget",
+        "Hessian eigenvalues",
+        "Coefficients in the raw power basis",
+    ],
 }
 
 
@@ -119,3 +126,26 @@ def test_settings_survive_a_visit_to_another_page():
     at.switch_page(registry.get("sine").page).run()
     assert at.radio(key="sine.optimizer").value == "adam"
     assert "Settings: **answer**" in " ".join(c.value for c in at.caption)
+
+
+def test_poly_bad_input_is_a_message_and_divergence_a_result():
+    at = open_page("poly")
+    at.text_input(key="poly.x_min").set_value("6").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["**x_max**: must be greater than x_min (got x_min 6, x_max 5)"]
+    at.text_input(key="poly.x_min").set_value("2")
+    at.number_input(key="poly.degree").set_value(6).run()
+    assert not at.exception and at.error[0].value.startswith("**degree**: a degree-6 polynomial has 7 coefficients")
+    at.number_input(key="poly.degree").set_value(4)
+    at.text_input(key="poly.lr").set_value("2e-6").run()
+    assert_clean(at)
+    assert "overflowed at epoch" in at.warning[0].value
+    assert chart_titles(at) == CHARTS["poly"]
+
+
+def test_poly_diagnosis_button_rebases():
+    at = open_page("poly")
+    at.button(key="poly.fix.ill-conditioned").click().run()
+    assert_clean(at)
+    assert at.radio(key="poly.basis").value == "legendre" and at.text_input(key="poly.lr").value == "0.12"
+    assert "Settings: **custom**" in " ".join(c.value for c in at.caption)

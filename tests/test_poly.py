@@ -1,0 +1,439 @@
+"""Case 3 against its oracles: the posted pipeline (nn.Linear + MSELoss + torch.optim, one
+learning rate at a time), numpy's polyfit and torch.linalg.lstsq for the optimum, autograd's
+Hessian for the curvature, and the posted figures."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import poly, registry, runner
+
+CASE = registry.get("poly")
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = range(5)
+CPU = torch.device("cpu")
+
+
+def execute(config):
+    return runner.execute(CASE, config, CPU)
+
+
+def as_posted(**changes):
+    return dataclasses.replace(poly.AS_POSTED, **changes)
+
+
+# ---------------------------------------------------------------------------- the post itself
+
+
+def test_the_posted_code_no_longer_runs():
+    """The post builds float64 features (a list of numpy floats) and feeds them to a float32 layer."""
+    x = np.linspace(2, 5, 6)
+    inputs = [[xi ** (4 - i) for i in range(4)] for xi in x]
+    x_data = torch.tensor(inputs, requires_grad=False)
+    assert x_data.dtype == torch.float64
+    with pytest.raises(RuntimeError, match="dtype"):
+        torch.nn.Linear(4, 1)(x_data)
+
+
+def test_default_init_is_nn_linear_drawn_from_the_runs_generator():
+    with torch.random.fork_rng():
+        torch.manual_seed(poly.nets.generator(0, 1).initial_seed())
+        layer = torch.nn.Linear(4, 1)
+    w0 = poly.init_weights(poly.AS_POSTED)
+    np.testing.assert_array_equal(w0[:4], layer.weight.detach().double().numpy()[0])
+    np.testing.assert_array_equal(w0[4:], layer.bias.detach().double().numpy())
+    assert not np.array_equal(w0, poly.init_weights(as_posted(seed=1)))
+    assert not poly.init_weights(as_posted(init="zeros")).any()
+
+
+def test_the_data_is_the_posts():
+    x, y = poly.make_data(poly.AS_POSTED)
+    np.testing.assert_array_equal(x, np.linspace(2, 5, 6))
+    np.testing.assert_array_equal(y, np.sin(x))
+    np.testing.assert_array_equal(poly.features(poly.AS_POSTED, x), np.stack([x**4, x**3, x**2, x], axis=1))
+    noisy = as_posted(noise=0.1, n_points=2000)
+    _, y1 = poly.make_data(noisy)
+    assert abs(np.std(y1 - np.sin(np.linspace(2, 5, 2000))) - 0.1) < 0.01
+    np.testing.assert_array_equal(y1, poly.make_data(noisy)[1])  # the run's own generator
+
+
+# ---------------------------------------------------------------------------- curvature and optimum
+
+
+def test_as_posted_figures():
+    m = execute(poly.AS_POSTED).metrics
+    assert m["max_stable_lr"] == pytest.approx(1.62e-6, rel=0.01)
+    assert 1.9e10 < m["condition_number"] < 2.1e10
+    assert m["closed_form_loss"] == pytest.approx(1.8e-5, rel=0.02)
+    assert m["epochs_run"] == 1000 and not m["diverged"]
+
+
+@pytest.mark.parametrize("basis", poly.BASES)
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_eigenvalues_are_those_of_autograds_hessian(basis, reduction):
+    config = as_posted(basis=basis, reduction=reduction)
+    x, y = poly.make_data(config)
+    a = torch.from_numpy(poly.design(config, x))
+    target = torch.from_numpy(y)
+
+    def loss(theta):
+        return torch.nn.functional.mse_loss(a @ theta, target, reduction=reduction)
+
+    h = torch.autograd.functional.hessian(loss, torch.zeros(a.shape[1], dtype=torch.float64))
+    expected = torch.linalg.eigvalsh(h).numpy()
+    np.testing.assert_allclose(poly.eigenvalues(a.numpy(), reduction), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("basis", poly.BASES)
+def test_closed_form_in_every_basis_is_polyfit(basis):
+    """The least-squares polynomial does not depend on the basis: converted to raw powers it is
+    numpy's polyfit, and its loss is the same."""
+    config = as_posted(basis=basis, degree=3, n_points=9, noise=0.05, seed=2)
+    x, y = poly.make_data(config)
+    a = poly.design(config, x)
+    theta = poly.closed_form(a, y)
+    np.testing.assert_allclose(poly.to_raw(config, x) @ theta, np.polyfit(x, y, 3), rtol=1e-7, atol=1e-9)
+    raw = dataclasses.replace(config, basis="raw")
+    expected = poly.loss_np(poly.design(raw, x), y, poly.closed_form(poly.design(raw, x), y), "sum")
+    assert poly.loss_np(a, y, theta, "sum") == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize("basis", poly.BASES)
+def test_to_raw_maps_any_coefficients_to_the_same_polynomial(basis):
+    config = as_posted(basis=basis, x_min=-3.0, x_max=7.0, n_points=11)
+    x, _ = poly.make_data(config)
+    theta = np.random.default_rng(0).normal(size=5)
+    grid = np.linspace(-4, 8, 50)
+    on_grid = np.hstack([poly.features(config, x, grid), np.ones((50, 1))]) @ theta
+    np.testing.assert_allclose(np.polyval(poly.to_raw(config, x) @ theta, grid), on_grid, rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------- the fast path against the posted loop
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # as posted: sgd, sum, raw, float32
+        {"optimizer": "momentum", "lr": 5e-7, "epochs": 400},
+        {"optimizer": "adam", "lr": 1e-2, "epochs": 400},
+        {"basis": "legendre", "reduction": "mean", "lr": 0.5, "epochs": 300},
+        {"basis": "standardized", "dtype": "float64", "lr": 0.03, "epochs": 300, "init": "zeros"},
+    ],
+)
+def test_the_run_is_the_posted_loop(changes):
+    config = as_posted(**changes)
+    result = execute(config)
+    expected_loss, expected_theta = poly.posted_loop(config, config.lr)
+    np.testing.assert_allclose(result.history["loss"].to_numpy(), expected_loss, rtol=2e-4)
+    x, _ = poly.make_data(config)
+    np.testing.assert_allclose(
+        result.metrics["coefficients"], poly.to_raw(config, x) @ expected_theta, rtol=1e-3, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "every"),
+    [
+        ({"epochs": 2500}, 1),  # every rate: 2500 epochs let 1.01× the limit overflow
+        ({"optimizer": "momentum", "epochs": 2500}, 3),
+        ({"optimizer": "adam", "lr": 1e-2, "epochs": 300}, 4),
+    ],
+)
+def test_the_batched_scan_is_separate_posted_runs(changes, every):
+    """Every scanned rate (or every `every`-th, and the edge) run on its own through nn.Linear,
+    MSELoss(sum) and torch.optim: the same losses, and the same rates diverge at the same epoch."""
+    config = as_posted(**changes)
+    scan = execute(config).frames["scan"]
+    rows = scan.iloc[::every]
+    rows = rows.combine_first(scan[(scan["relative_lr"] > 0.95) & (scan["relative_lr"] < 1.05)])
+    assert len(scan) >= 25 and len(rows) >= 7
+    for row in rows.itertuples():
+        loss, _ = poly.posted_loop(config, row.lr)
+        diverged = len(loss) < config.epochs
+        assert diverged == row.diverged, row
+        if diverged:
+            assert abs(len(loss) + 1 - row.diverged_at) <= 1, row
+        else:
+            assert row.final_loss == pytest.approx(loss[-1], rel=1e-3), row
+
+
+def test_the_scan_spans_several_decades_and_the_edge():
+    config = as_posted(epochs=10)
+    scan = execute(config).frames["scan"]
+    lrs = scan["lr"].to_numpy()
+    assert len(lrs) >= 25 and lrs.max() / lrs.min() >= 1e5
+    for k in (0.99, 1.01):
+        assert np.isclose(scan["relative_lr"], k).any()
+    assert scan["current"].sum() == 1 and scan.loc[scan["current"], "lr"].item() == config.lr
+
+
+# ---------------------------------------------------------------------------- the analytic limit
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"reduction": "mean"},
+        {"basis": "standardized"},
+        {"basis": "legendre", "n_points": 20},
+        {"dtype": "float64", "degree": 3},
+        {"optimizer": "momentum", "momentum": 0.5},
+    ],
+)
+def test_the_analytic_limit_is_the_edge_of_divergence(changes):
+    """Runs at 0.99× the limit (2/λmax, or 2(1+β)/λmax) shrink, at 1.01× blow up, for several seeds.
+    (Within 5000 epochs 1.01× overflows float32; in float64 it grows by ~e^200 instead.)"""
+    for seed in range(3):
+        config = as_posted(seed=seed, epochs=5000, **changes)
+        scan = execute(config).frames["scan"]
+        below = scan[np.isclose(scan["relative_lr"], 0.99)].iloc[0]
+        above = scan[np.isclose(scan["relative_lr"], 1.01)].iloc[0]
+        assert not below["diverged"] and not below["grew"] and below["final_loss"] < below["initial_loss"]
+        assert above["diverged"] or above["final_loss"] > 1e50 * above["initial_loss"]
+        assert above["diverged"] == (config.dtype == "float32")
+        # and the whole scan: every rate below the limit ends lower, every rate above blows up
+        assert ((scan["diverged"] | scan["grew"]) == (scan["relative_lr"] > 1)).all()
+
+
+def test_cli_lr_just_below_and_above_the_limit():
+    def metrics(*args):
+        out = subprocess.run(
+            [sys.executable, "-m", "core", "run", "poly", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["metrics"]
+
+    above = metrics("--set", "lr=2e-6")
+    assert above["diverged"] is True and above["final_loss"] is None and above["coefficients"] == [None] * 5
+    assert 10 < above["diverged_at"] < 1000
+    below = metrics("--set", "lr=1.5e-6")
+    assert below["diverged"] is False and below["final_loss"] > 0
+    for key in (
+        "final_loss",
+        "closed_form_loss",
+        "max_stable_lr",
+        "condition_number",
+        "diverged",
+        "coefficients",
+        "closed_form_coefficients",
+    ):
+        assert key in below
+    np.testing.assert_allclose(below["closed_form_coefficients"], np.polyfit(*poly.make_data(poly.AS_POSTED), 4))
+
+
+# ---------------------------------------------------------------------------- presets and fits
+
+
+def test_as_posted_crawls_for_seeds_0_to_4():
+    """The post's 'loss still about 1 after 10,000 iterations', far above the optimum."""
+    for seed in SEEDS:
+        short = execute(as_posted(seed=seed)).metrics
+        long = execute(as_posted(seed=seed, epochs=10_000)).metrics
+        assert short["final_loss"] > 1
+        assert 0.1 < long["final_loss"] < min(10, short["final_loss"])
+        assert long["loss_ratio"] > 1e4
+
+
+def test_fixed_reaches_the_optimum_for_seeds_0_to_4():
+    for seed in SEEDS:
+        m = execute(dataclasses.replace(CASE.presets["fixed"], seed=seed)).metrics
+        assert not m["diverged"] and m["final_loss"] < 2 * m["closed_form_loss"]
+        np.testing.assert_allclose(m["coefficients"], m["closed_form_coefficients"], rtol=1e-4, atol=1e-5)
+
+
+def safe_lr(config, fraction=0.9):
+    """A fraction of the stability limit 2/λmax, computed from scratch."""
+    x, _ = poly.make_data(config)
+    a = poly.design(config, x)
+    h = 2 * a.T @ a / (len(x) if config.reduction == "mean" else 1)
+    return fraction * 2 / np.linalg.eigvalsh(h).max()
+
+
+@pytest.mark.parametrize(
+    ("basis", "settings", "rtol"),
+    [
+        ("legendre", {"epochs": 2000}, 1e-4),
+        ("centered", {"epochs": 20_000}, 1e-4),
+        # plain GD cannot converge in the raw and z-scored bases (κ 2e10 and 1e7): L-BFGS in float64,
+        # and the flattest direction leaves the coefficients loose even at the optimum's loss
+        ("standardized", {"optimizer": "lbfgs", "lr": 1.0, "epochs": 100, "dtype": "float64"}, 1e-2),
+        ("raw", {"optimizer": "lbfgs", "lr": 1.0, "epochs": 100, "dtype": "float64"}, 2e-2),
+    ],
+)
+def test_every_basis_fits_the_closed_form_coefficients(basis, settings, rtol):
+    """Trained to convergence in each basis and converted to raw powers: np.polyfit's coefficients."""
+    config = as_posted(basis=basis, n_points=8, noise=0.02, **settings)
+    if config.optimizer == "sgd":
+        config = dataclasses.replace(config, lr=safe_lr(config))
+    m = execute(config).metrics
+    x, y = poly.make_data(config)
+    expected = np.polyfit(x, y, 4)
+    np.testing.assert_allclose(m["closed_form_coefficients"], expected, rtol=1e-8)
+    assert m["loss_ratio"] < 1.001
+    np.testing.assert_allclose(m["coefficients"], expected, rtol=rtol, atol=1e-6)
+    np.testing.assert_allclose(np.polyval(m["coefficients"], x), np.polyval(expected, x), atol=1e-4)
+
+
+def test_rebasing_orders_the_conditioning():
+    kappas = {b: execute(as_posted(basis=b, epochs=1)).metrics["condition_number"] for b in poly.BASES}
+    assert kappas["raw"] > 1e3 * kappas["standardized"] > 1e6 * kappas["centered"] / 1e3
+    assert kappas["centered"] > 10 * kappas["legendre"] and kappas["legendre"] < 20
+
+
+def test_lbfgs_stalls_in_float32_and_converges_in_float64():
+    lbfgs = CASE.presets["lbfgs"]
+    assert execute(lbfgs).metrics["loss_ratio"] > 10
+    assert execute(dataclasses.replace(lbfgs, dtype="float64")).metrics["loss_ratio"] < 1.001
+
+
+def test_a_run_is_deterministic_and_plain_data():
+    a, b = execute(poly.AS_POSTED), execute(poly.AS_POSTED)
+    assert a.metrics == b.metrics
+    assert a.history.equals(b.history) and a.frames["scan"].equals(b.frames["scan"])
+    for frame in a.frames.values():
+        assert not any(isinstance(v, torch.Tensor) for v in frame.to_numpy().ravel())
+
+
+def test_interpolation_has_no_ratio_but_runs():
+    m = execute(as_posted(degree=5, basis="legendre", lr=0.1, dtype="float64")).metrics
+    assert m["closed_form_loss"] < 1e-20 and np.isnan(m["loss_ratio"])
+
+
+# ---------------------------------------------------------------------------- diagnosis
+
+
+def test_diagnosis_of_the_presets():
+    def keys(name):
+        config = CASE.presets[name]
+        return {f.key: f for f in poly.diagnose(config, execute(config))}
+
+    found = keys("as-posted")
+    assert set(found) == {"ill-conditioned", "sum-reduction"}
+    assert found["ill-conditioned"].fix == {"basis": "legendre", "lr": 0.12}
+    assert "1.6e+10 epochs" in found["ill-conditioned"].evidence
+    assert found["sum-reduction"].fix == {"reduction": "mean", "lr": 6e-6}
+    assert set(keys("lr-2e-6")) == {"lr-above-limit", "ill-conditioned", "sum-reduction"}
+    assert keys("lr-2e-6")["lr-above-limit"].fix == {"lr": 1.5e-6}
+    assert set(keys("adam")) == {"adam-is-not-a-rebase"}
+    assert set(keys("lbfgs")) == {"float32"}
+    assert keys("fixed") == {}
+
+
+@pytest.mark.parametrize("preset", ["as-posted", "lr-2e-6", "adam", "lbfgs", "standardized", "momentum"])
+def test_following_the_diagnosis_reaches_the_optimum(preset):
+    config = CASE.presets.get(preset) or as_posted(optimizer="momentum", lr=3e-6)
+    for _ in range(5):
+        found = poly.diagnose(config, execute(config))
+        if not found:
+            break
+        config = dataclasses.replace(config, **found[0].fix)
+    assert not found and CASE.errors(config) == []
+    assert execute(config).metrics["loss_ratio"] < 1.01
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"x_min": 5.0, "x_max": 2.0}, "x_max: must be greater than x_min (got x_min 5, x_max 2)"),
+        ({"x_max": 2.0}, "x_max: must be greater than x_min"),
+        ({"degree": 6}, "degree: a degree-6 polynomial has 7 coefficients, more than the 6 distinct points"),
+        ({"degree": 6, "n_points": 10}, "degree: in the raw basis on [2, 5] the degree-6 design matrix has condition"),
+        ({"noise": -0.1}, "noise: must be >= 0 and <= 10 (got -0.1)"),
+        ({"lr": 0.0}, "lr: must be > 0"),
+        ({"momentum": 1.0}, "momentum: must be >= 0 and <= 0.999 (got 1)"),
+        ({"optimizer": "lbfgs", "epochs": 10_000}, "epochs: at most 5,000 with lbfgs"),
+        ({"n_points": 10_000, "epochs": 20_000}, "epochs: n_points × epochs may be at most 50,000,000 here"),
+        ({"basis": "chebyshev"}, "basis: must be one of raw, standardized, centered, legendre"),
+    ],
+)
+def test_impossible_settings_get_a_message(changes, message):
+    problems = CASE.errors(as_posted(**changes))
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
+def test_the_float32_degree_limit_follows_the_conditioning():
+    wide = {"n_points": 12}
+    assert CASE.errors(as_posted(degree=5, **wide)) == []  # κ(A) 5e6 < 1/eps = 8.4e6
+    assert CASE.errors(as_posted(degree=6, **wide))  # κ(A) 2e8
+    assert CASE.errors(as_posted(degree=6, dtype="float64", **wide)) == []
+    assert CASE.errors(as_posted(degree=11, basis="legendre", **wide)) == []
+    assert "float64" in CASE.errors(as_posted(degree=6, **wide))[0]
+
+
+def test_cli_bad_setting_exits_2_with_one_line():
+    out = subprocess.run(
+        [sys.executable, "-m", "core", "run", "poly", "--set", "x_min=9"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "error: x_max: must be greater than x_min (got x_min 9, x_max 5)\n"
+
+
+def test_the_benchmark_scans_the_apps_rates():
+    from bench import poly as bench_poly
+
+    assert bench_poly.CONFIG.epochs == 10_000 and len(bench_poly.RATES) >= 25
+    assert execute(bench_poly.CONFIG).frames["scan"]["lr"].tolist() == bench_poly.RATES
+
+
+# ---------------------------------------------------------------------------- charts and odd settings
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"lr": 2e-6},  # diverged: no fitted polynomial, NaN coefficients
+        {"degree": 5, "basis": "legendre", "lr": 0.1, "dtype": "float64"},  # interpolation: optimum 0
+        {"optimizer": "lbfgs", "lr": 1.0, "epochs": 20},
+        {"optimizer": "momentum", "momentum": 0.5, "noise": 0.3, "n_points": 50, "x_min": -3.0, "x_max": 3.0},
+        {"optimizer": "adam", "lr": 0.05, "init": "zeros", "basis": "centered", "reduction": "mean", "degree": 2},
+    ],
+)
+def test_charts_build_for_any_result(changes):
+    from core.charts import poly as charts
+
+    config = as_posted(**changes)
+    config = dataclasses.replace(config, epochs=min(200, config.epochs))
+    result = execute(config)
+    runs = {"current": result, "as-posted": execute(as_posted(epochs=50))}
+    for chart in (
+        charts.fit_chart(runs),
+        charts.loss_chart(runs),
+        charts.eigen_chart(runs),
+        charts.scan_chart(result),
+        charts.coefficient_chart(runs),
+    ):
+        spec = chart.to_dict()
+        assert spec["title"]["text"]
+        json.dumps(spec, allow_nan=False)  # no NaN or inf left in the data for the browser
+    table = charts.coefficient_table(runs)
+    assert list(table.index)[-1] == "1" and len(table) == config.degree + 1
+
+
+def test_the_scan_chart_marks_overflow_and_draws_the_limit():
+    from core.charts import poly as charts
+
+    result = execute(as_posted(epochs=2500))
+    spec = charts.scan_chart(result).to_dict()
+    datasets = spec["datasets"]
+    scan_rows = next(v for v in datasets.values() if v and "status" in v[0])
+    overflowed = [r for r in scan_rows if r["status"] == "loss overflowed"]
+    assert overflowed and all(r["relative_lr"] > 1 for r in overflowed)
+    assert all(r["status"] == "loss went down" for r in scan_rows if r["relative_lr"] < 1)
+    rule = next(v for v in datasets.values() if v and "label" in v[0])
+    assert rule[0]["lr"] == pytest.approx(result.metrics["max_stable_lr"])
