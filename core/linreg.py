@@ -248,14 +248,22 @@ def run_single(config: LinregConfig, device: torch.device, on_progress=None) -> 
 
     history = train({"weight": w, "bias": b}, optimizer, loss_fn, steps, check_every=500, on_progress=on_progress)
     fit = (float(w.detach()), float(b.detach()))
-    return _single_result(config, history, fit, (w0, b0), shapes, caught, (x_cpu, y_cpu), last[0].cpu())
+    batches = (last[0].cpu(), order.cpu())  # the last full batch, and the last epoch's order
+    return _single_result(config, history, fit, (w0, b0), shapes, caught, (x_cpu, y_cpu), batches)
 
 
 PAIRS_SHOWN = 40  # the heatmap shows at most this many rows and columns of the (B, B) matrix
 
 
-def _single_result(config, history: History, fit, start, shapes, caught, data, last_idx) -> RunResult:
-    (slope, intercept), (w0, b0), (x, y) = fit, start, data
+def epoch_losses(x: np.ndarray, y: np.ndarray, order: np.ndarray, batch_size: int, lines, broadcast: bool):
+    """The mean over one epoch's batches of each batch's loss, at each line (w, b): what training
+    minimises, on average. -> [(loss as mse_loss averages it, loss meant)] per line."""
+    means = consecutive_means(moments(x[order], y[order]), batch_size)  # (nb, 5): the epoch's batches
+    return [tuple(float(np.mean(loss_at(w, b, means, bc))) for bc in (broadcast, False)) for w, b in lines]
+
+
+def _single_result(config, history: History, fit, start, shapes, caught, data, batches) -> RunResult:
+    (slope, intercept), (w0, b0), (x, y), (last_idx, order) = fit, start, data, batches
     xs, ys = x[:, 0].double().numpy(), y.reshape(-1).double().numpy()
     full = max(shapes)  # the full batch's shapes (the partial last batch may be smaller)
     preds_shape, target_shape = shapes[full]
@@ -265,6 +273,11 @@ def _single_result(config, history: History, fit, start, shapes, caught, data, l
     i = last_idx.numpy()
     xb, yb = xs[i], ys[i]
     pb = slope * xb + intercept
+
+    # the last epoch's mean batch loss, as mse_loss averaged it (over B² pairs when it broadcast) and
+    # as meant, at the fitted line and at the data's line: which line each loss prefers
+    lines = [(slope, intercept), (config.slope, config.intercept)]
+    (at_fit, at_truth) = epoch_losses(xs, ys, order.numpy(), config.batch_size, lines, averaged != preds_shape)
     k = min(len(xb), PAIRS_SHOWN)
     pairs = pd.DataFrame(
         {
@@ -286,6 +299,13 @@ def _single_result(config, history: History, fit, start, shapes, caught, data, l
         ),
         "batch": pd.DataFrame({"i": np.arange(len(xb)), "x": xb, "y": yb, "prediction": pb, "difference": pb - yb}),
         "pairs": pairs,
+        "epoch_losses": pd.DataFrame(
+            {
+                "line": ["the fitted line", "the data's line"],
+                "as mse_loss averaged it": [at_fit[0], at_truth[0]],
+                "as meant": [at_fit[1], at_truth[1]],
+            }
+        ),
         "shapes": pd.DataFrame(
             {
                 "tensor": ["predictions", "targets", "what mse_loss averages over"],
@@ -306,6 +326,8 @@ def _single_result(config, history: History, fit, start, shapes, caught, data, l
         "shuffle": config.shuffle == "true",
         "initial_slope": w0,
         "initial_intercept": b0,
+        "epoch_loss_as_averaged": at_fit[0],  # the last epoch's batches, at the final weights
+        "epoch_loss_meant": at_fit[1],
     }
     return RunResult(metrics=metrics, history=history_frame(history), frames=frames)
 
@@ -313,8 +335,20 @@ def _single_result(config, history: History, fit, start, shapes, caught, data, l
 # ---------------------------------------------------------------------------- the sweep, batched
 
 
+def moments(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(n, 5): x, x², y, xy, y² of each sample, float64: the five numbers a batch's loss needs."""
+    return np.stack([x, x * x, y, x * y, y * y], axis=1)
+
+
+def consecutive_means(table: np.ndarray, batch_size: int) -> np.ndarray:
+    """(nb, 5): the mean moments of consecutive batches of `table`'s rows (the last may be partial)."""
+    starts = np.arange(0, len(table), batch_size)
+    counts = np.minimum(starts + batch_size, len(table)) - starts
+    return np.add.reduceat(table, starts, axis=0) / counts[:, None]
+
+
 def quadratic(means: np.ndarray, broadcast: bool) -> tuple[np.ndarray, ...]:
-    """The loss of a batch as a quadratic in (w, b), from the batch's means (..., 5) of x, x², y, xy, y².
+    """The loss of a batch as a quadratic in (w, b), from the batch's mean moments (..., 5).
 
         loss(w, b) = w² A + 2wb X + b² - 2w C - 2b Y + D
         d/dw = 2 (w A + b X - C),   d/db = 2 (w X + b - Y)
@@ -328,6 +362,12 @@ def quadratic(means: np.ndarray, broadcast: bool) -> tuple[np.ndarray, ...]:
     return xx, x, (x * y if broadcast else xy), y, yy
 
 
+def loss_at(w, b, means: np.ndarray, broadcast: bool) -> np.ndarray:
+    """The batches' losses at the line (w, b) (arrays broadcast against means[..., 0])."""
+    a, x, c, y, d = quadratic(means, broadcast)
+    return w * w * a + 2 * w * b * x + b * b - 2 * w * c - 2 * b * y + d
+
+
 class BatchMeans:
     """One run's batches as the five means its loss needs, step after step (`take(k)`: the next k).
 
@@ -337,12 +377,12 @@ class BatchMeans:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, generator: torch.Generator):
         n = len(x)
-        self.table = np.stack([x, x * x, y, x * y, y * y], axis=1)  # (n, 5) float64
+        self.table = moments(x, y)  # (n, 5)
         self.n, self.bs, self.generator = n, batch_size, generator
         self.starts = np.arange(0, n, batch_size)
         self.counts = (np.minimum(self.starts + batch_size, n) - self.starts)[:, None]  # (nb, 1)
         self.shuffle = shuffle and len(self.starts) > 1  # one batch of everything: the same sums each epoch
-        self.epoch = np.add.reduceat(self.table, self.starts, axis=0) / self.counts  # (nb, 5), unshuffled
+        self.epoch = consecutive_means(self.table, batch_size)  # (nb, 5): the batches in order
         self.buffer = np.empty((0, 5))
         self.pos = 0  # steps handed out so far
 
@@ -400,7 +440,7 @@ def fit_batched(streams: list[BatchMeans], lengths: np.ndarray, start, config: L
         for end in np.unique(np.r_[lengths, np.arange(CHUNK, total, CHUNK)]):
             live = int(np.count_nonzero(lengths >= end))  # the runs that train for steps t0 .. end-1
             means = np.stack([streams[order[k]].take(end - t0) for k in range(live)], axis=1)  # (L, live, 5)
-            a, x, c, y, d = quadratic(means, broadcast)  # each (L, live)
+            a, x, c, y, _ = quadratic(means, broadcast)  # each (L, live)
             # the gradient at step t is g = ax[t] · w + x1[t] · b - cy[t]  (rows: d/dw, d/db)
             ax = 2 * np.stack([a, x], axis=1)  # (L, 2, live)
             x1 = 2 * np.stack([x, np.ones_like(x)], axis=1)
@@ -418,8 +458,7 @@ def fit_batched(streams: list[BatchMeans], lengths: np.ndarray, start, config: L
                     pv -= (lr / (1 - beta1 ** (t + 1))) * (mv / denom)
                 else:
                     pv -= lr * g
-            w, b = seen[:, 0], seen[:, 1]
-            loss = w * w * a + 2 * w * b * x + b * b - 2 * w * c - 2 * b * y + d  # (L, live)
+            loss = loss_at(seen[:, 0], seen[:, 1], means, broadcast)  # (L, live)
             for k in range(live):
                 losses[k][t0:end] = loss[:, k]
             t0 = end
@@ -597,23 +636,37 @@ def diagnose(config: LinregConfig, result: RunResult) -> list[Finding]:
     return found
 
 
+def reach(config: LinregConfig, sweep: pd.DataFrame) -> dict[bool, dict]:
+    """By shuffle setting of a sweep: how many batch sizes end within REACHED of the true slope,
+    the largest of them, and the run that came closest."""
+    out = {}
+    for shuffled, part in sweep.groupby("shuffle", sort=False):
+        error = (part["slope"] - config.slope).abs()
+        ok = part[error <= REACHED]
+        best = part.loc[error.idxmin()] if error.notna().any() else part.iloc[0]
+        out[bool(shuffled)] = {
+            "runs": len(part),
+            "reached": len(ok),
+            "largest_reached": int(ok["batch_size"].max()) if len(ok) else None,
+            "best_slope": float(best["slope"]),
+            "best_batch_size": int(best["batch_size"]),
+        }
+    return out
+
+
 def _broadcast_evidence(config: LinregConfig, sweep: pd.DataFrame) -> str:
     parts = []
-    for shuffled, label in ((True, "with shuffling"), (False, "without shuffling")):
-        rows = sweep[sweep["shuffle"] == shuffled]
-        if rows.empty:
-            continue
-        ok = rows[(rows["slope"] - config.slope).abs() <= REACHED]
-        best = rows.loc[(rows["slope"] - config.slope).abs().idxmin()]
-        if ok.empty:
+    for shuffled, r in reach(config, sweep).items():
+        label = "with shuffling" if shuffled else "without shuffling"
+        if r["reached"] == 0:
             parts.append(
-                f"{label}, no batch size reaches slope {config.slope:g} (the closest: {best['slope']:.2f} at batch "
-                f"size {best['batch_size']})"
+                f"{label}, no batch size reaches slope {config.slope:g} (the closest: {r['best_slope']:.2f} at "
+                f"batch size {r['best_batch_size']})"
             )
         else:
             parts.append(
-                f"{label}, {len(ok)} of {len(rows)} batch sizes end within {REACHED} of it (the largest: "
-                f"{ok['batch_size'].max()})"
+                f"{label}, {r['reached']} of {r['runs']} batch sizes end within {REACHED} of it (the largest: "
+                f"{r['largest_reached']})"
             )
     return "Measured: " + "; ".join(parts) + ". " if parts else ""
 

@@ -22,6 +22,16 @@ CHARTS = {
         "Saturated hidden activations",
         "Output pre-activation z (RMS over the data)",
     ],
+    "linreg": [
+        "Final slope",
+        "Final intercept",
+        "Final training loss (the last batch)",
+        "Optimizer steps each batch size takes",
+        "The data, the last batch and the fitted line",
+        "The 10 × 10 differences the loss averages",
+        "The differences meant",
+        "One run: loss per step",
+    ],
 }
 
 

@@ -392,3 +392,30 @@ def test_cli_diverged_sweep_is_valid_json_and_bad_input_is_one_line():
     out = cli("run", "linreg", "--set", "batch_size=0")
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr == "error: batch_size: must be >= 1 and <= 100000 (got 0)\n"
+
+
+def test_epoch_losses_are_mse_loss_over_the_last_epochs_batches():
+    """The detail's table: the last epoch's mean batch loss at the fitted and the data's line, against
+    F.mse_loss itself on that epoch's batches (the posted shapes, and the shapes meant)."""
+    config = dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=35, epochs=30)
+    result = runner.execute(CASE, config, CPU)
+    table = result.frames["epoch_losses"].set_index("line")
+    x, y = linreg.make_data(config)
+    order = linreg.epoch_orders(120, 30, True, linreg.shuffle_generator(config.seed, 35))[-1].long()
+    m = result.metrics
+    for line, (w, b) in {"the fitted line": (m["slope"], m["intercept"]), "the data's line": (-4.0, 0.0)}.items():
+        as_averaged, meant = [], []
+        for idx in order.split(35):
+            preds = (w * x[idx] + b).double()  # (B, 1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                as_averaged.append(F.mse_loss(preds, y[idx].double()).item())  # (B, 1, 1): broadcast
+            meant.append(F.mse_loss(preds, y[idx].double().reshape(-1, 1)).item())
+        assert table.loc[line, "as mse_loss averaged it"] == pytest.approx(np.mean(as_averaged), rel=1e-6)
+        assert table.loc[line, "as meant"] == pytest.approx(np.mean(meant), rel=1e-6)
+    # shuffled, the broadcast loss prefers the flat fitted line; the loss meant prefers the data's line
+    assert (
+        table.loc["the fitted line", "as mse_loss averaged it"]
+        < table.loc["the data's line", "as mse_loss averaged it"]
+    )
+    assert table.loc["the data's line", "as meant"] < table.loc["the fitted line", "as meant"]
