@@ -96,19 +96,32 @@ with left:
     needed = linreg.steps_needed(config, m["initial_slope"]) if config.optimizer == "adam" else None
     ui.chart(charts.steps_chart(runs, needed))
 with right:
-    st.markdown("**The second cause: an epoch budget gives large batches few steps**")
-    st.markdown(
-        f"With a budget of epochs, a run takes epochs × ceil(n / B) steps: here {steps.iloc[0]:,} at the "
-        f"smallest batch and {steps.iloc[-1]:,} at the largest. Adam moves a weight by about lr per step "
-        f"whatever the gradient's size, and every fit starts from the same line, slope {m['initial_slope']:.2f}. "
-        + (
-            f"Reaching {config.slope:g} takes at least {needed:,} steps at lr {config.lr:g}: batch sizes "
-            "whose line lies below the dotted rule stop short, with or without the shape bug. "
-            if needed is not None
-            else ""
+    if config.budget == "epochs":
+        st.markdown("**The second cause: an epoch budget gives large batches few steps**")
+        st.markdown(
+            f"With a budget of epochs, a run takes epochs × ceil(n / B) steps: here {steps.iloc[0]:,} at the "
+            f"smallest batch and {steps.iloc[-1]:,} at the largest. Adam moves a weight by about lr per step, "
+            f"whatever the gradient's size, and every fit starts from the same line, slope {m['initial_slope']:.2f}. "
+            + (
+                f"Reaching {config.slope:g} takes at least {needed:,} steps at lr {config.lr:g}: batch sizes "
+                "whose line lies below the dotted rule stop short, with or without the shape bug. "
+                if needed is not None
+                else ""
+            )
+            + "The fix is a budget of steps (or a larger learning rate for larger batches), not of epochs."
         )
-        + "The fix is a budget of steps (or a larger learning rate for larger batches), not of epochs."
-    )
+    else:
+        st.markdown("**A budget of steps: every batch size gets the same number**")
+        st.markdown(
+            f"Every batch size takes {config.steps:,} optimizer steps, however many epochs that is. Adam moves a "
+            f"weight by about lr per step and every fit starts from slope {m['initial_slope']:.2f}"
+            + (
+                f", so reaching {config.slope:g} takes at least {needed:,} steps at lr {config.lr:g}."
+                if needed
+                else "."
+            )
+            + " A larger batch only makes each step's gradient less noisy."
+        )
 
 st.subheader("One run in detail")
 detail_config = dataclasses.replace(config, mode="single", shuffle="false" if config.shuffle == "false" else "true")
@@ -130,6 +143,7 @@ if not problems:
     left, right = st.columns([3, 2])
     with left:
         ui.chart(charts.fit_chart(detail, "The data, the last batch and the fitted line"))
+        ui.chart(charts.loss(detail))
     with right:
         st.markdown("**The shapes, as they really were**")
         st.dataframe(detail.frames["shapes"], hide_index=True, width="stretch")
@@ -152,13 +166,18 @@ if not problems:
     with right:
         st.markdown("**What the loss averages**")
         st.markdown(
-            "Each cell is a prediction minus a target of the run's last full batch, at the final weights: "
-            "p_i − y_j. `F.mse_loss` with targets (B, 1, 1) squares and averages *every* cell; the loss meant "
-            "averages only the outlined diagonal, p_i − y_i, shown again as bars. The matrix is smallest when "
-            "every prediction equals the batch's mean target, and that is a flat line. With unshuffled small "
-            "batches the targets of a batch are nearly equal, so the rows hardly differ and the two losses agree."
+            "Each cell is a prediction minus a target of the run's last full batch, at the final weights: p_i − y_j. "
+            + (
+                "`F.mse_loss` with targets (B, 1, 1) squares and averages *every* cell; the loss meant averages "
+                "only the outlined diagonal, p_i − y_i, shown again as bars. The matrix is smallest when every "
+                "prediction equals the batch's mean target, and that is a flat line. With unshuffled small batches "
+                "the targets of a batch are nearly equal, so the rows hardly differ and the two losses agree."
+                if d["broadcast_warning"]
+                else "With targets (B, 1), `F.mse_loss` averages only the outlined diagonal, p_i − y_i, shown again "
+                "as bars: each prediction against its own target. The rest of the matrix is what the posted "
+                "shapes would have averaged as well."
+            )
         )
-    ui.chart(charts.loss(detail))
 
 st.subheader("Diagnosis")
 ui.findings(case, linreg.diagnose(config, result))

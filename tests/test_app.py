@@ -28,9 +28,9 @@ CHARTS = {
         "Final training loss (the last batch)",
         "Optimizer steps each batch size takes",
         "The data, the last batch and the fitted line",
+        "One run: loss per step",
         "The 10 × 10 differences the loss averages",
         "The differences meant",
-        "One run: loss per step",
     ],
 }
 
@@ -129,3 +129,24 @@ def test_settings_survive_a_visit_to_another_page():
     at.switch_page(registry.get("sine").page).run()
     assert at.radio(key="sine.optimizer").value == "adam"
     assert "Settings: **answer**" in " ".join(c.value for c in at.caption)
+
+
+def test_linreg_bad_input_is_a_message_and_the_fixes_apply():
+    at = open_page("linreg")
+    at.number_input(key="linreg.batch_size").set_value(2000).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["**batch_size**: must be at most n_points (1000) (got 2000)"]
+    at.number_input(key="linreg.batch_size").set_value(10)
+    at.text_input(key="linreg.noise").set_value("-1").run()
+    assert [e.value for e in at.error] == ["**noise**: must be >= 0 and <= 10 (got -1)"]
+    at.text_input(key="linreg.noise").set_value("0.05").run()
+    assert_clean(at)
+    # the two diagnosis buttons together are the fixed preset
+    at.button(key="linreg.fix.broadcast").click().run()
+    assert at.radio(key="linreg.target_shape").value == "fixed"
+    assert "Settings: **fixed-shape**" in " ".join(c.value for c in at.caption)
+    at.button(key="linreg.fix.too-few-steps").click().run()
+    assert_clean(at)
+    assert "Settings: **fixed**" in " ".join(c.value for c in at.caption)
+    assert [b for b in at.button if b.key and b.key.startswith("linreg.fix.")] == []
+    assert any("No known problem" in s.value for s in at.success)

@@ -150,8 +150,11 @@ def pairs_chart(result: RunResult):
     )
     batch = int(result.metrics["batch_size"])
     shown = f" (the first {k} of {batch})" if k < batch else ""
-    return finish(alt.layer(heat, diagonal), f"The {batch} × {batch} differences the loss averages{shown}",
-                  height=max(HEIGHT, 12 * k))  # fmt: skip
+    if result.metrics["broadcast_warning"]:
+        title = f"The {batch} × {batch} differences the loss averages{shown}"
+    else:
+        title = f"All {batch} × {batch} differences{shown}; the loss averages the diagonal"
+    return finish(alt.layer(heat, diagonal), title, height=max(HEIGHT, 12 * k))
 
 
 def meant_chart(result: RunResult):
@@ -161,7 +164,7 @@ def meant_chart(result: RunResult):
     k = len(result.frames["pairs"]["prediction"].unique())
     bars = (
         alt.Chart(batch.head(max(k, 1)))
-        .mark_bar()
+        .mark_bar(stroke="#9ca3af", strokeWidth=0.5)
         .encode(
             y=alt.Y("i:O", title="i"),
             x=alt.X("difference:Q", title="p_i − y_i"),
