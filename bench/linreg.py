@@ -79,3 +79,26 @@ FIXED = CASE.presets["fixed"]
 def app_fixed(state) -> None:
     """The fixed preset's sweep (shuffle on and off, 5000 steps for every batch size): 50× the posted data."""
     runner.execute(CASE, FIXED, torch.device("cpu"))
+
+
+def posted_tensors(dataset) -> None:
+    """The same loops with the batches sliced from tensors instead of a DataLoader (the per-sample
+    __getitem__ and collate are most of the posted time): the floor of a loop per batch size."""
+    w0, b0 = linreg.init_line(CONFIG.seed)
+    x = dataset._x  # (n, 1)
+    y = torch.stack([dataset[i][1] for i in range(len(dataset))])  # (n, 1, 1), as the Dataset yields them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for bs in SIZES:
+            g = linreg.shuffle_generator(CONFIG.seed, bs)
+            model = torch.nn.Linear(1, 1)
+            with torch.no_grad():
+                model.weight.fill_(w0)
+                model.bias.fill_(b0)
+            optimizer = torch.optim.Adam(model.parameters(), lr=CONFIG.lr)
+            for _ in range(CONFIG.epochs):
+                for idx in torch.randperm(len(x), generator=g).split(bs):
+                    loss = F.mse_loss(model(x[idx]), y[idx])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()

@@ -150,3 +150,11 @@ def test_linreg_bad_input_is_a_message_and_the_fixes_apply():
     assert "Settings: **fixed**" in " ".join(c.value for c in at.caption)
     assert [b for b in at.button if b.key and b.key.startswith("linreg.fix.")] == []
     assert any("No known problem" in s.value for s in at.success)
+    # a diverging run is a result: charts and a message, no traceback
+    at.radio(key="linreg.optimizer").set_value("sgd")
+    at.text_input(key="linreg.lr").set_value("10").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The loss became NaN or infinite: the run diverged. A smaller lr keeps the steps in range."
+    ]
+    assert len(chart_titles(at)) == len(CHARTS["linreg"])

@@ -291,6 +291,14 @@ def test_a_diverging_sweep_is_a_result(cpu):
     assert single.metrics["diverged"] is True and single.metrics["steps_run"] < 40 * 18
 
 
+def test_the_largest_seed_and_batch_size_have_their_own_streams():
+    top = 2**31 - 1
+    assert linreg.shuffle_generator(top, linreg.MAX_N).initial_seed() < 2**64
+    assert linreg.shuffle_generator(0, 2**20 - 1).initial_seed() < linreg.shuffle_generator(1, 0).initial_seed()
+    config = dataclasses.replace(SMALL, seed=top, mode="single", shuffle="true", batch_size=120)
+    assert runner.execute(CASE, config, CPU).metrics["steps_run"] == 4
+
+
 def test_same_config_same_result():
     a = runner.execute(CASE, SMALL, CPU).frames["sweep"]
     b = runner.execute(CASE, SMALL, CPU).frames["sweep"]

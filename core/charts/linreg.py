@@ -121,8 +121,9 @@ def fit_chart(result: RunResult, title: str):
 
 def _color_scale(result: RunResult) -> alt.Scale:
     """One diverging scale, centred on 0, shared by the (B, B) heatmap and the B meant differences."""
-    top = float(np.nanmax(np.abs(result.frames["pairs"]["difference"]))) if len(result.frames["pairs"]) else 1.0
-    top = top if np.isfinite(top) and top > 0 else 1.0
+    d = result.frames["pairs"]["difference"].to_numpy()
+    d = np.abs(d[np.isfinite(d)])
+    top = float(d.max()) if len(d) and d.max() > 0 else 1.0
     return alt.Scale(scheme="redblue", domain=[-top, top], reverse=True)
 
 
