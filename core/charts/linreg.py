@@ -134,12 +134,13 @@ def pairs_chart(result: RunResult):
     pairs = pairs[np.isfinite(pairs["difference"])]
     k = int(pairs["prediction"].max()) + 1 if len(pairs) else 0
     scale = _color_scale(result)
+    ticks = list(range(0, k, 5)) if k > 20 else None  # every 5th label when the matrix is big
     heat = (
         alt.Chart(pairs)
         .mark_rect()
         .encode(
-            x=alt.X("prediction:O", title="prediction i", axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("target:O", title="target j"),
+            x=alt.X("prediction:O", title="prediction i", axis=alt.Axis(labelAngle=0, values=ticks)),
+            y=alt.Y("target:O", title="target j", axis=alt.Axis(values=ticks)),
             color=alt.Color("difference:Q", title="p_i − y_j", scale=scale),
             tooltip=["prediction:O", "target:O", alt.Tooltip("difference:Q", format=".3f")],
         )
@@ -150,11 +151,12 @@ def pairs_chart(result: RunResult):
         .encode(x="prediction:O", y="target:O")
     )
     batch = int(result.metrics["batch_size"])
-    shown = f" (the first {k} of {batch})" if k < batch else ""
     if result.metrics["broadcast_warning"]:
-        title = f"The {batch} × {batch} differences the loss averages{shown}"
+        title = f"The {batch} × {batch} differences the loss averages"
     else:
-        title = f"All {batch} × {batch} differences{shown}; the loss averages the diagonal"
+        title = f"All {batch} × {batch} differences; the loss averages the diagonal"
+    if k < batch:  # a second title line
+        title = [title, f"(the first {k} rows and columns)"]
     return finish(alt.layer(heat, diagonal), title, height=max(HEIGHT, 12 * k))
 
 
@@ -167,7 +169,7 @@ def meant_chart(result: RunResult):
         alt.Chart(batch.head(max(k, 1)))
         .mark_bar(stroke="#9ca3af", strokeWidth=0.5)
         .encode(
-            y=alt.Y("i:O", title="i"),
+            y=alt.Y("i:O", title="i", axis=alt.Axis(values=list(range(0, k, 5)) if k > 20 else None)),
             x=alt.X("difference:Q", title="p_i − y_i"),
             color=alt.Color("difference:Q", scale=_color_scale(result), legend=None),
             tooltip=["i:O", alt.Tooltip("x:Q", format=".3f"), alt.Tooltip("difference:Q", format=".3f")],
