@@ -427,3 +427,27 @@ def test_epoch_losses_are_mse_loss_over_the_last_epochs_batches():
         < table.loc["the data's line", "as mse_loss averaged it"]
     )
     assert table.loc["the data's line", "as meant"] < table.loc["the fitted line", "as meant"]
+
+
+@pytest.mark.parametrize("bs", [7, 63])
+def test_chart_builders_give_valid_specs(bs):
+    """Every chart of the page, for a small and a big batch (the heatmap shows 40 × 40 of it), and a diverged sweep."""
+    from core.charts import linreg as charts
+
+    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=bs), CPU)
+    sweeps = {"current": runner.execute(CASE, SMALL, CPU)}
+    sweeps["diverged"] = runner.execute(CASE, dataclasses.replace(SMALL, optimizer="sgd", lr=10.0, epochs=40), CPU)
+    specs = [
+        charts.sweep_chart(sweeps, "slope", "Final slope", truth=-4.0),
+        charts.sweep_chart(sweeps, "final_loss", "Final training loss", truth=0.0025, log=True),
+        charts.steps_chart(sweeps, 452),
+        charts.fit_chart(single, "fit"),
+        charts.pairs_chart(single),
+        charts.meant_chart(single),
+        charts.loss(single),
+    ]
+    for chart in specs:
+        chart.to_dict()  # validates against the Vega-Lite schema
+    title = specs[4].to_dict()["title"]["text"]
+    assert title == (["The 63 × 63 differences the loss averages", "(the first 40 rows and columns)"]
+                     if bs == 63 else "The 7 × 7 differences the loss averages")  # fmt: skip

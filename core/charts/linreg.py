@@ -134,7 +134,7 @@ def pairs_chart(result: RunResult):
     pairs = pairs[np.isfinite(pairs["difference"])]
     k = int(pairs["prediction"].max()) + 1 if len(pairs) else 0
     scale = _color_scale(result)
-    ticks = list(range(0, k, 5)) if k > 20 else None  # every 5th label when the matrix is big
+    ticks = list(range(0, k, 5)) if k > 20 else alt.Undefined  # every 5th label when the matrix is big
     heat = (
         alt.Chart(pairs)
         .mark_rect()
@@ -169,7 +169,7 @@ def meant_chart(result: RunResult):
         alt.Chart(batch.head(max(k, 1)))
         .mark_bar(stroke="#9ca3af", strokeWidth=0.5)
         .encode(
-            y=alt.Y("i:O", title="i", axis=alt.Axis(values=list(range(0, k, 5)) if k > 20 else None)),
+            y=alt.Y("i:O", title="i", axis=alt.Axis(values=list(range(0, k, 5)) if k > 20 else alt.Undefined)),
             x=alt.X("difference:Q", title="p_i − y_i"),
             color=alt.Color("difference:Q", scale=_color_scale(result), legend=None),
             tooltip=["i:O", alt.Tooltip("x:Q", format=".3f"), alt.Tooltip("difference:Q", format=".3f")],
