@@ -5,11 +5,13 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 
-from core import poly, sine
+from core import linreg, poly, sine
 from core.case import Case
 from core.settings import SettingError
 
-CASES: Mapping[str, Case] = types.MappingProxyType({c.name: c for c in (sine.CASE, poly.CASE)})  # read-only
+CASES: Mapping[str, Case] = types.MappingProxyType(
+    {c.name: c for c in (sine.CASE, poly.CASE, linreg.CASE)}  # read-only, in case order
+)
 
 
 def get(name: str) -> Case:

@@ -29,6 +29,16 @@ CHARTS = {
         "Hessian eigenvalues",
         "Coefficients in the raw power basis",
     ],
+    "linreg": [
+        "Final slope",
+        "Final intercept",
+        "Final training loss (the last batch)",
+        "Optimizer steps each batch size takes",
+        "The data, the last batch and the fitted line",
+        "One run: loss per step",
+        "The 10 × 10 differences the loss averages",
+        "The differences meant",
+    ],
 }
 
 
@@ -149,3 +159,32 @@ def test_poly_diagnosis_button_rebases():
     assert_clean(at)
     assert at.radio(key="poly.basis").value == "legendre" and at.text_input(key="poly.lr").value == "0.12"
     assert "Settings: **custom**" in " ".join(c.value for c in at.caption)
+
+
+def test_linreg_bad_input_is_a_message_and_the_fixes_apply():
+    at = open_page("linreg")
+    at.number_input(key="linreg.batch_size").set_value(2000).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["**batch_size**: must be at most n_points (1000) (got 2000)"]
+    at.number_input(key="linreg.batch_size").set_value(10)
+    at.text_input(key="linreg.noise").set_value("-1").run()
+    assert [e.value for e in at.error] == ["**noise**: must be >= 0 and <= 10 (got -1)"]
+    at.text_input(key="linreg.noise").set_value("0.05").run()
+    assert_clean(at)
+    # the two diagnosis buttons together are the fixed preset
+    at.button(key="linreg.fix.broadcast").click().run()
+    assert at.radio(key="linreg.target_shape").value == "fixed"
+    assert "Settings: **fixed-shape**" in " ".join(c.value for c in at.caption)
+    at.button(key="linreg.fix.too-few-steps").click().run()
+    assert_clean(at)
+    assert "Settings: **fixed**" in " ".join(c.value for c in at.caption)
+    assert [b for b in at.button if b.key and b.key.startswith("linreg.fix.")] == []
+    assert any("No known problem" in s.value for s in at.success)
+    # a diverging run is a result: charts and a message, no traceback
+    at.radio(key="linreg.optimizer").set_value("sgd")
+    at.text_input(key="linreg.lr").set_value("10").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The loss became NaN or infinite: the run diverged. A smaller lr keeps the steps in range."
+    ]
+    assert len(chart_titles(at)) == len(CHARTS["linreg"])

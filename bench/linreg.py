@@ -1,0 +1,104 @@
+"""Case 4: the post's sweep as plain PyTorch (a DataLoader over the posted Dataset, nn.Linear(1, 1),
+F.mse_loss with the posted shapes, Adam, one loop per batch size) against the app's batched sweep,
+for the posted 100 batch sizes with shuffling on. Lightning itself is left out: it only adds overhead."""
+
+import dataclasses
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from core import linreg, nets, registry, runner
+
+CASE = registry.get("linreg")
+CONFIG = dataclasses.replace(linreg.AS_POSTED, shuffle="true")
+SIZES = linreg.sweep_sizes(CONFIG)
+STEPS = sum(linreg.steps_for(CONFIG, bs) for bs in SIZES)
+WORK = (
+    f"as-posted sweep, shuffle on: {len(SIZES)} batch sizes × {CONFIG.epochs} epochs on {CONFIG.n_points} points "
+    f"({STEPS:,} Adam steps in all)"
+)
+UNITS = ("steps", STEPS)
+
+
+class LineFunction(Dataset):
+    """The post's Dataset (targets (1, 1) per item, so (B, 1, 1) per batch); its noise comes from
+    the run's generator instead of the global one."""
+
+    def __init__(self, a, b, n, x0=0, x1=1, noise=0, generator=None):
+        self._a = a
+        self._b = b
+        self._x = torch.linspace(x0, x1, n, requires_grad=False)
+        self._x = self._x.unsqueeze(1)
+        self._noise = torch.randn(n, 1, generator=generator) * noise
+        self._noise = self._noise.unsqueeze(1)
+
+    def __len__(self):
+        return len(self._x)
+
+    def __getitem__(self, idx):
+        x = self._x[idx]
+        y = self._a * x + self._b + self._noise[idx]
+        return x, y
+
+
+def setup():
+    c = CONFIG
+    return LineFunction(c.slope, c.intercept, c.n_points, noise=c.noise, generator=nets.generator(c.seed, 0))
+
+
+def posted(dataset) -> None:
+    w0, b0 = linreg.init_line(CONFIG.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mse_loss warns at every call; Lightning shows it once
+        for bs in SIZES:
+            g = linreg.shuffle_generator(CONFIG.seed, bs)
+            loader = DataLoader(dataset, batch_size=bs, shuffle=True, generator=g)
+            model = torch.nn.Linear(1, 1)
+            with torch.no_grad():
+                model.weight.fill_(w0)
+                model.bias.fill_(b0)
+            optimizer = torch.optim.Adam(model.parameters(), lr=CONFIG.lr)
+            for _ in range(CONFIG.epochs):
+                for x, y in loader:
+                    preds = model(x)
+                    loss = F.mse_loss(preds, y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+
+
+def app(state) -> None:
+    runner.execute(CASE, CONFIG, torch.device("cpu"))
+
+
+FIXED = CASE.presets["fixed"]
+
+
+def app_fixed(state) -> None:
+    """The fixed preset's sweep (shuffle on and off, 5000 steps for every batch size): 50× the posted data."""
+    runner.execute(CASE, FIXED, torch.device("cpu"))
+
+
+def posted_tensors(dataset) -> None:
+    """The same loops with the batches sliced from tensors instead of a DataLoader (the per-sample
+    __getitem__ and collate are most of the posted time): the floor of a loop per batch size."""
+    w0, b0 = linreg.init_line(CONFIG.seed)
+    x = dataset._x  # (n, 1)
+    y = torch.stack([dataset[i][1] for i in range(len(dataset))])  # (n, 1, 1), as the Dataset yields them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for bs in SIZES:
+            g = linreg.shuffle_generator(CONFIG.seed, bs)
+            model = torch.nn.Linear(1, 1)
+            with torch.no_grad():
+                model.weight.fill_(w0)
+                model.bias.fill_(b0)
+            optimizer = torch.optim.Adam(model.parameters(), lr=CONFIG.lr)
+            for _ in range(CONFIG.epochs):
+                for idx in torch.randperm(len(x), generator=g).split(bs):
+                    loss = F.mse_loss(model(x[idx]), y[idx])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()

@@ -1,0 +1,453 @@
+"""Case 4 against its oracles: the posted Dataset, DataLoader and training step in plain
+PyTorch (F.mse_loss with the posted shapes, torch.optim.Adam), autograd for the closed-form
+loss, PyTorch's own warning, and the post's figures on reduced sweeps."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+
+from core import linreg, registry, runner
+from core.settings import SettingError
+
+CASE = registry.get("linreg")
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+class LineFunction(Dataset):
+    """The post's Dataset, with its noise drawn from the run's generator instead of the global
+    one (the post: Normal(0, 1).sample((n,)) * noise, then .unsqueeze(1)). `fixed` leaves out
+    that unsqueeze: the targets become (1,) per item, (B, 1) per batch."""
+
+    def __init__(self, a, b, n, x0=0, x1=1, noise=0, generator=None, fixed=False):
+        self._a = a
+        self._b = b
+        self._x = torch.linspace(x0, x1, n, requires_grad=False)
+        self._x = self._x.unsqueeze(1)
+        self._noise = torch.randn(n, 1, generator=generator) * noise
+        if not fixed:
+            self._noise = self._noise.unsqueeze(1)
+
+    def __len__(self):
+        return len(self._x)
+
+    def __getitem__(self, idx):
+        x = self._x[idx]
+        y = self._a * x + self._b + self._noise[idx]
+        return x, y
+
+
+def posted_dataset(config):
+    gen = torch.Generator().manual_seed(config.seed * 1_000)  # core.nets.generator(seed, 0)
+    fixed = config.target_shape == "fixed"
+    return LineFunction(config.slope, config.intercept, config.n_points, noise=config.noise, generator=gen, fixed=fixed)
+
+
+class EpochOrders(Sampler):
+    """A DataLoader sampler that visits the samples in the run's epoch orders (linreg.epoch_orders)."""
+
+    def __init__(self, n, shuffle, generator):
+        self.n, self.shuffle, self.generator = n, shuffle, generator
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        yield from linreg.epoch_orders(self.n, 1, self.shuffle, self.generator)[0].tolist()
+
+
+def plain_run(config, batch_size, shuffle, dtype=torch.float32, optimizer="adam"):
+    """The post's training, without Lightning: a DataLoader over the posted Dataset (the run's
+    permutations), nn.Linear(1, 1) from the run's initial line, F.mse_loss(preds, y), torch.optim.Adam."""
+    sampler = EpochOrders(config.n_points, shuffle, linreg.shuffle_generator(config.seed, batch_size))
+    loader = DataLoader(posted_dataset(config), batch_size=batch_size, sampler=sampler)
+    model = torch.nn.Linear(1, 1).to(dtype)
+    w0, b0 = linreg.init_line(config.seed)
+    with torch.no_grad():
+        model.weight.fill_(w0)
+        model.bias.fill_(b0)
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=config.lr)
+    steps = linreg.steps_for(config, batch_size)
+    losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while len(losses) < steps:
+            for x, y in loader:
+                preds = model(x.to(dtype))
+                loss = F.mse_loss(preds, y.to(dtype))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                if len(losses) == steps:
+                    break
+    return model.weight.item(), model.bias.item(), np.array(losses)
+
+
+SMALL = dataclasses.replace(
+    linreg.AS_POSTED, n_points=120, epochs=4, batch_sizes_from=7, batch_sizes_to=120, batch_sizes_count=5
+)  # batch sizes 7, 35, 63, 91, 120: partial last batches, and one batch of everything
+
+
+def test_data_is_the_posted_dataset():
+    for shape, target in (("as-posted", (5, 1, 1)), ("fixed", (5, 1))):
+        config = dataclasses.replace(linreg.AS_POSTED, target_shape=shape)
+        x, y = linreg.make_data(config)
+        xb, yb = next(iter(DataLoader(posted_dataset(config), batch_size=5)))
+        assert xb.shape == (5, 1) and yb.shape == target
+        assert torch.equal(x[:5], xb) and torch.equal(y[:5], yb)
+        assert torch.equal(y.reshape(-1), torch.stack([posted_dataset(config)[i][1].reshape(()) for i in range(1000)]))
+    noise = (y[:, 0] - (-4 * x[:, 0])).numpy()
+    assert abs(noise.std() - 0.05) < 0.005 and abs(noise.mean()) < 0.005
+
+
+def test_epoch_orders_are_random_samplers_permutations():
+    """Each epoch is a fresh randperm from the run's generator, the first one exactly what
+    RandomSampler(generator=g) (DataLoader's shuffle) visits first; the stream continues across calls."""
+    n, bs = 50, 8
+    first = torch.tensor(list(RandomSampler(range(n), generator=linreg.shuffle_generator(3, bs))))
+    g = linreg.shuffle_generator(3, bs)
+    got = torch.cat([linreg.epoch_orders(n, 2, True, g), linreg.epoch_orders(n, 1, True, g)]).long()
+    assert torch.equal(got[0], first)
+    ref = linreg.shuffle_generator(3, bs)
+    assert torch.equal(got, torch.stack([torch.randperm(n, generator=ref) for _ in range(3)]))
+    assert torch.equal(linreg.epoch_orders(n, 2, False, g).long(), torch.arange(n).expand(2, n))
+    # each batch size has its own stream, whatever else the sweep holds
+    assert not torch.equal(linreg.epoch_orders(n, 1, True, linreg.shuffle_generator(3, 9)).long(), first)
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_quadratic_is_the_loss_and_its_gradient(broadcast):
+    """The closed form (loss and gradient from five batch means) against F.mse_loss and autograd, float64."""
+    g = torch.Generator().manual_seed(1)
+    for bs in (1, 2, 7, 40):
+        x = torch.rand(bs, 1, generator=g, dtype=torch.float64)
+        y = -4 * x + 0.3 * torch.randn(bs, 1, generator=g, dtype=torch.float64)
+        w = torch.randn(1, 1, generator=g, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(1, generator=g, dtype=torch.float64, requires_grad=True)
+        target = y.unsqueeze(1) if broadcast else y  # (B, 1, 1) or (B, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loss = F.mse_loss(F.linear(x, w, b), target)
+        loss.backward()
+        xs, ys = x[:, 0].numpy(), y[:, 0].numpy()
+        means = np.array([xs.mean(), (xs * xs).mean(), ys.mean(), (xs * ys).mean(), (ys * ys).mean()])
+        a, xm, c, ym, d = linreg.quadratic(means, broadcast)
+        wv, bv = w.item(), b.item()
+        assert wv * wv * a + 2 * wv * bv * xm + bv * bv - 2 * wv * c - 2 * bv * ym + d == pytest.approx(loss.item())
+        assert 2 * (wv * a + bv * xm - c) == pytest.approx(w.grad.item())
+        assert 2 * (wv * xm + bv - ym) == pytest.approx(b.grad.item())
+
+
+@pytest.mark.parametrize(
+    ("target_shape", "optimizer", "lr", "budget"),
+    [("as-posted", "adam", 1e-2, "epochs"), ("fixed", "adam", 1e-2, "steps"), ("as-posted", "sgd", 0.3, "epochs")],
+)
+def test_the_batched_sweep_equals_separate_plain_runs(target_shape, optimizer, lr, budget):
+    """Float64 plain runs (the posted step: DataLoader, F.mse_loss with the posted shapes, torch.optim)
+    against the batched sweep, run by run and step by step."""
+    config = dataclasses.replace(SMALL, target_shape=target_shape, optimizer=optimizer, lr=lr, budget=budget, steps=23)
+    result = runner.execute(CASE, config, CPU)
+    rows = result.frames["sweep"]
+    assert len(rows) == 10 and rows["batch_size"].tolist() == [7, 35, 63, 91, 120] * 2
+    for row in rows.itertuples():
+        slope, intercept, losses = plain_run(config, row.batch_size, row.shuffle, torch.float64, optimizer)
+        assert row.steps == len(losses)
+        assert row.slope == pytest.approx(slope, rel=1e-9, abs=1e-12)
+        assert row.intercept == pytest.approx(intercept, rel=1e-9, abs=1e-12)
+        history = result.history[
+            (result.history["batch_size"] == row.batch_size) & (result.history["shuffle"] == row.shuffle)
+        ]
+        np.testing.assert_allclose(history["loss"], losses[history["step"] - 1], rtol=1e-9)
+        assert row.final_loss == pytest.approx(losses[-1], rel=1e-9)
+
+
+def test_the_posted_sweep_equals_float32_plain_runs_within_float_tolerance():
+    """The posted dtype (float32) and data, 30 epochs (3000 steps at batch size 10), a few of the post's batch sizes."""
+    config = dataclasses.replace(linreg.AS_POSTED, epochs=30)
+    sweep = runner.execute(CASE, config, CPU).frames["sweep"]
+    for bs, shuffle in [(10, True), (30, False), (190, True), (1000, False)]:
+        slope, intercept, losses = plain_run(config, bs, shuffle)
+        row = sweep[(sweep["batch_size"] == bs) & (sweep["shuffle"] == shuffle)].iloc[0]
+        assert row["steps"] == len(losses)
+        assert row["slope"] == pytest.approx(slope, abs=2e-4)
+        assert row["intercept"] == pytest.approx(intercept, abs=2e-4)
+
+
+@pytest.mark.parametrize(("shuffle", "bs"), [("true", 7), ("false", 35), ("true", 120)])
+def test_a_single_run_is_its_sweep_entry(shuffle, bs):
+    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle=shuffle, batch_size=bs), CPU)
+    sweep = runner.execute(CASE, SMALL, CPU).frames["sweep"]
+    row = sweep[(sweep["batch_size"] == bs) & (sweep["shuffle"] == (shuffle == "true"))].iloc[0]
+    m = single.metrics
+    assert m["steps_run"] == row["steps"] == single.history["step"].iloc[-1]
+    assert m["slope"] == pytest.approx(row["slope"], abs=1e-5)
+    assert m["intercept"] == pytest.approx(row["intercept"], abs=1e-5)
+    assert m["final_loss"] == pytest.approx(row["final_loss"], rel=1e-4)
+
+
+# ---------------------------------------------------------------- the post, reproduced
+
+
+@pytest.fixture(scope="module")
+def sweeps():
+    """The full posted sweep (100 batch sizes, shuffle on and off) for as-posted and fixed-shape,
+    and a reduced one (34 batch sizes: 10, 40, ..., 1000) for fixed."""
+    reduced = dict(batch_sizes_count=34)
+    return {
+        "as-posted": runner.execute(CASE, linreg.AS_POSTED, CPU).frames["sweep"],
+        "fixed-shape": runner.execute(CASE, CASE.presets["fixed-shape"], CPU).frames["sweep"],
+        "fixed": runner.execute(CASE, dataclasses.replace(CASE.presets["fixed"], **reduced), CPU).frames["sweep"],
+    }
+
+
+def _slopes(frame, shuffle):
+    rows = frame[frame["shuffle"] == shuffle]
+    return rows.set_index("batch_size")["slope"]
+
+
+def test_as_posted_with_shuffling_no_batch_size_reaches_the_slope(sweeps):
+    slopes = _slopes(sweeps["as-posted"], True)
+    assert len(slopes) == 100 and slopes.index[0] == 10 and slopes.index[-1] == 1000
+    assert (slopes > -1).all()  # nowhere near -4: the broadcast loss pulls the slope to 0
+
+
+def test_as_posted_without_shuffling_only_the_smallest_batches_do(sweeps):
+    slopes = _slopes(sweeps["as-posted"], False)
+    assert (abs(slopes[[10, 20, 30]] + 4) < 0.1).all()
+    assert (slopes[slopes.index >= 60] > -3.5).all()
+
+
+def test_fixed_shape_makes_shuffling_irrelevant_for_small_batches(sweeps):
+    on, off = _slopes(sweeps["fixed-shape"], True), _slopes(sweeps["fixed-shape"], False)
+    for bs in (10, 20):
+        assert abs(on[bs] + 4) < 0.1 and abs(off[bs] + 4) < 0.1
+    assert (_slopes(sweeps["as-posted"], True)[[10, 20]] > -1).all()  # what shuffling did with the posted shapes
+    # the second cause remains: 100 steps at batch size 1000 cannot carry the slope to -4
+    assert on[1000] > -2 and off[1000] > -2
+
+
+def test_fixed_reaches_the_line_for_every_batch_size_and_both_shuffles(sweeps):
+    fixed = sweeps["fixed"]
+    assert len(fixed) == 68 and (fixed["steps"] == linreg.AS_POSTED.steps).all()
+    assert ((fixed["slope"] + 4).abs() < 0.1).all(), fixed
+    assert (fixed["intercept"].abs() < 0.05).all(), fixed
+
+
+def test_steps_shrink_with_the_batch_size_under_an_epoch_budget(sweeps):
+    rows = sweeps["as-posted"]
+    steps = rows[rows["shuffle"]].set_index("batch_size")["steps"]
+    assert steps[10] == 10_000 and steps[990] == 200 and steps[1000] == 100
+    assert linreg.steps_needed(linreg.AS_POSTED, linreg.init_line(0)[0]) > 100
+
+
+# ---------------------------------------------------------------- one run in detail
+
+
+def test_the_warning_is_pytorchs_own_verbatim():
+    config = dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=35)
+    m = runner.execute(CASE, config, CPU).metrics
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        F.mse_loss(torch.zeros(35, 1), torch.zeros(35, 1, 1))
+    assert m["broadcast_warning"] is True and m["warning"] == str(records[0].message)
+    assert "Using a target size (torch.Size([35, 1, 1]))" in m["warning"]
+    fixed = runner.execute(CASE, dataclasses.replace(config, target_shape="fixed"), CPU).metrics
+    assert fixed["broadcast_warning"] is False and fixed["warning"] is None
+
+
+def test_the_single_run_shows_shapes_and_the_pairs_the_loss_averages():
+    config = dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=7)
+    result = runner.execute(CASE, config, CPU)
+    shapes = result.frames["shapes"].set_index("tensor")["shape"]
+    assert shapes["predictions"] == "(7, 1)" and shapes["targets"] == "(7, 1, 1)"
+    assert shapes["what mse_loss averages over"] == "(7, 7, 1)"
+    pairs, batch = result.frames["pairs"], result.frames["batch"]
+    assert len(batch) == 7 and len(pairs) == 49  # the last full batch (120 = 17 × 7 + 1: the last one is partial)
+    diag = pairs[pairs["target"] == pairs["prediction"]]["difference"].to_numpy()
+    np.testing.assert_allclose(diag, batch["difference"])
+    # the broadcast loss of that batch is the mean of the whole matrix, at the weights of the last step
+    p = batch["prediction"].to_numpy()
+    assert np.mean((p[None, :] - batch["y"].to_numpy()[:, None]) ** 2) == pytest.approx(
+        np.mean(pairs["difference"] ** 2)
+    )
+
+
+def test_a_diverging_sweep_is_a_result(cpu):
+    config = dataclasses.replace(SMALL, optimizer="sgd", lr=10.0, epochs=40)
+    result = runner.execute(CASE, config, cpu)
+    sweep = result.frames["sweep"]
+    assert not np.isfinite(sweep["slope"]).all()
+    single = runner.execute(CASE, dataclasses.replace(config, mode="single", shuffle="true"), cpu)
+    assert single.metrics["diverged"] is True and single.metrics["steps_run"] < 40 * 18
+
+
+def test_the_largest_seed_and_batch_size_have_their_own_streams():
+    top = 2**31 - 1
+    assert linreg.shuffle_generator(top, linreg.MAX_N).initial_seed() < 2**64
+    assert linreg.shuffle_generator(0, 2**20 - 1).initial_seed() < linreg.shuffle_generator(1, 0).initial_seed()
+    config = dataclasses.replace(SMALL, seed=top, mode="single", shuffle="true", batch_size=120)
+    assert runner.execute(CASE, config, CPU).metrics["steps_run"] == 4
+
+
+def test_same_config_same_result():
+    a = runner.execute(CASE, SMALL, CPU).frames["sweep"]
+    b = runner.execute(CASE, SMALL, CPU).frames["sweep"]
+    assert a.equals(b)
+    c = runner.execute(CASE, dataclasses.replace(SMALL, seed=1), CPU).frames["sweep"]
+    assert not a.equals(c)
+
+
+# ---------------------------------------------------------------- diagnosis
+
+
+def test_diagnosis_names_both_causes_and_their_fixes():
+    result = runner.execute(CASE, linreg.AS_POSTED, CPU)
+    found = {f.key: f for f in linreg.diagnose(linreg.AS_POSTED, result)}
+    assert set(found) == {"broadcast", "too-few-steps"}
+    assert found["broadcast"].fix == {"target_shape": "fixed"}
+    assert "with shuffling, no batch size reaches slope -4" in found["broadcast"].evidence
+    assert "Using a target size" in found["broadcast"].evidence
+    assert found["too-few-steps"].fix == {"budget": "steps", "steps": 5000}
+    assert "batch size 1000 only 100" in found["too-few-steps"].evidence
+    config = linreg.AS_POSTED
+    for f in found.values():
+        config = dataclasses.replace(config, **f.fix)
+    assert config == CASE.presets["fixed"]
+    assert linreg.diagnose(config, runner.execute(CASE, dataclasses.replace(config, steps=50), CPU)) == []
+
+
+# ---------------------------------------------------------------- settings and the CLI
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_size": "0"}, "batch_size: must be >= 1 and <= 100000 (got 0)"),
+        ({"batch_size": "1001"}, "batch_size: must be at most n_points (1000) (got 1001)"),
+        ({"batch_sizes_to": "2000"}, "batch_sizes_to: must be at most n_points (1000) (got 2000)"),
+        ({"batch_sizes_from": "500", "batch_sizes_to": "100"}, "batch_sizes_from: must be at most batch_sizes_to"),
+        ({"batch_sizes_count": "0"}, "batch_sizes_count: must be >= 1 and <= 1000 (got 0)"),
+        ({"batch_sizes_to": "50", "batch_sizes_count": "100"}, "batch_sizes_count: at most 41, one per batch size"),
+        ({"noise": "-0.1"}, "noise: must be >= 0 and <= 10 (got -0.1)"),
+        ({"n_points": "5"}, "n_points: must be >= 10 and <= 100000 (got 5)"),
+        ({"lr": "0"}, "lr: must be > 0 and <= 10 (got 0)"),
+        ({"shuffle": "maybe"}, "shuffle: must be one of true, false, both (got 'maybe')"),
+        ({"mode": "single"}, "shuffle: a single run (mode single) is shuffled or not: true or false (got both)"),
+        ({"mode": "single", "shuffle": "true", "batch_size": "3000", "n_points": "5000"},
+         "batch_size: with target_shape as-posted the loss forms a (B, B) matrix"),
+        ({"mode": "single", "shuffle": "true", "batch_size": "1"}, "epochs: a single run at batch_size 1 would take"),
+        ({"batch_sizes_from": "1", "epochs": "101"}, "epochs: batch size 1 would take 101,000"),
+        ({"epochs": "2000"}, "epochs: batch size 10 would take 200,000 optimizer steps"),
+        ({"budget": "steps", "steps": "100000"}, "steps: the sweep would take 20,000,000 optimizer steps"),
+    ],
+)  # fmt: skip
+def test_bad_settings_get_a_message_naming_the_setting(overrides, message):
+    with pytest.raises(SettingError) as e:
+        CASE.configure("as-posted", overrides)
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_presets_are_small_diffs_and_valid():
+    assert CASE.errors(linreg.AS_POSTED) == []
+    assert linreg.sweep_sizes(linreg.AS_POSTED) == [int(x) for x in np.linspace(10, 1000, 100)]
+    for name, config in CASE.presets.items():
+        assert CASE.errors(config) == [], name
+    diff = {k for k, v in dataclasses.asdict(CASE.presets["fixed"]).items() if v != getattr(linreg.AS_POSTED, k)}
+    assert diff == {"target_shape", "budget"}
+
+
+def cli(*args):
+    out = subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return out
+
+
+def test_cli_single_run_metrics():
+    out = cli("run", "linreg", "--set", "mode=single", "--set", "shuffle=false", "--set", "epochs=3")
+    assert out.returncode == 0, out.stderr
+    m = json.loads(out.stdout)["metrics"]
+    assert {"slope", "intercept", "final_loss", "steps_run", "broadcast_warning"} <= set(m)
+    assert m["steps_run"] == 300 and m["broadcast_warning"] is True
+    assert isinstance(m["slope"], float) and isinstance(m["final_loss"], float)
+
+
+def test_cli_sweep_metrics():
+    out = cli("run", "linreg", "--preset", "fixed", "--set", "batch_sizes_count=4", "--set", "steps=30")
+    assert out.returncode == 0, out.stderr
+    sweep = json.loads(out.stdout)["metrics"]["sweep"]
+    assert [(r["batch_size"], r["shuffle"]) for r in sweep] == [
+        (b, s) for s in (True, False) for b in (10, 340, 670, 1000)
+    ]
+    assert all(set(r) == {"batch_size", "shuffle", "slope", "intercept", "final_loss", "steps"} for r in sweep)
+    assert all(r["steps"] == 30 for r in sweep)
+
+
+def test_cli_diverged_sweep_is_valid_json_and_bad_input_is_one_line():
+    out = cli(
+        "run", "linreg", "--set", "optimizer=sgd", "--set", "lr=10", "--set", "batch_sizes_count=3", "--set", "epochs=5"
+    )
+    sweep = json.loads(out.stdout)["metrics"]["sweep"]
+    assert any(r["slope"] is None for r in sweep)
+    out = cli("run", "linreg", "--set", "batch_size=0")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "error: batch_size: must be >= 1 and <= 100000 (got 0)\n"
+
+
+def test_epoch_losses_are_mse_loss_over_the_last_epochs_batches():
+    """The detail's table: the last epoch's mean batch loss at the fitted and the data's line, against
+    F.mse_loss itself on that epoch's batches (the posted shapes, and the shapes meant)."""
+    config = dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=35, epochs=30)
+    result = runner.execute(CASE, config, CPU)
+    table = result.frames["epoch_losses"].set_index("line")
+    x, y = linreg.make_data(config)
+    order = linreg.epoch_orders(120, 30, True, linreg.shuffle_generator(config.seed, 35))[-1].long()
+    m = result.metrics
+    for line, (w, b) in {"the fitted line": (m["slope"], m["intercept"]), "the data's line": (-4.0, 0.0)}.items():
+        as_averaged, meant = [], []
+        for idx in order.split(35):
+            preds = (w * x[idx] + b).double()  # (B, 1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                as_averaged.append(F.mse_loss(preds, y[idx].double()).item())  # (B, 1, 1): broadcast
+            meant.append(F.mse_loss(preds, y[idx].double().reshape(-1, 1)).item())
+        assert table.loc[line, "as mse_loss averaged it"] == pytest.approx(np.mean(as_averaged), rel=1e-6)
+        assert table.loc[line, "as meant"] == pytest.approx(np.mean(meant), rel=1e-6)
+    # shuffled, the broadcast loss prefers the flat fitted line; the loss meant prefers the data's line
+    assert (
+        table.loc["the fitted line", "as mse_loss averaged it"]
+        < table.loc["the data's line", "as mse_loss averaged it"]
+    )
+    assert table.loc["the data's line", "as meant"] < table.loc["the fitted line", "as meant"]
+
+
+@pytest.mark.parametrize("bs", [7, 63])
+def test_chart_builders_give_valid_specs(bs):
+    """Every chart of the page, for a small and a big batch (the heatmap shows 40 × 40 of it), and a diverged sweep."""
+    from core.charts import linreg as charts
+
+    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=bs), CPU)
+    sweeps = {"current": runner.execute(CASE, SMALL, CPU)}
+    sweeps["diverged"] = runner.execute(CASE, dataclasses.replace(SMALL, optimizer="sgd", lr=10.0, epochs=40), CPU)
+    specs = [
+        charts.sweep_chart(sweeps, "slope", "Final slope", truth=-4.0),
+        charts.sweep_chart(sweeps, "final_loss", "Final training loss", truth=0.0025, log=True),
+        charts.steps_chart(sweeps, 452),
+        charts.fit_chart(single, "fit"),
+        charts.pairs_chart(single),
+        charts.meant_chart(single),
+        charts.loss(single),
+    ]
+    for chart in specs:
+        chart.to_dict()  # validates against the Vega-Lite schema
+    title = specs[4].to_dict()["title"]["text"]
+    assert title == (["The 63 × 63 differences the loss averages", "(the first 40 rows and columns)"]
+                     if bs == 63 else "The 7 × 7 differences the loss averages")  # fmt: skip
