@@ -12,6 +12,9 @@ and optionally:
 
     FLOPS: float                   floating-point operations of one call (for % of matmul peak)
     def concurrent(state) -> None  what two sessions would each run at once (defaults to app)
+    POSTED_REPEAT: int             time the posted pipeline this many times, without warm-up (slow ones)
+    EXTRA: tuple[str, ...]         names of more functions(state) to time (e.g. another preset)
+    EXTRA_REPEAT: dict[str, int]   repeats for some of them
 
 The harness times posted and app interleaved, repeated, and reports medians and ratios.
 """

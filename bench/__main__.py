@@ -6,8 +6,8 @@
     python -m bench --no-write           print only
 
 Each case runs in its own process (so its peak resident memory is its own): the posted
-pipeline and the app's path are timed interleaved, `--repeat` times each, and the medians
-are compared. Then two trainings of the case run at once in two threads, as two sessions
+pipeline and the app's path are timed interleaved, `--repeat` times each (a posted pipeline
+that takes minutes may ask to be timed once: POSTED_REPEAT), and the medians are compared. Then two trainings of the case run at once in two threads, as two sessions
 of the app would, against one alone. Around the cases: the import time of `core`, the time
 from `streamlit run` to the first page rendered, and, where a case counts FLOPs, this
 machine's float32 matmul peak measured in the same process.
@@ -76,12 +76,16 @@ def run_one(name: str, repeat: int) -> dict:
         torch.set_num_threads(default_threads)
         mod.posted(s)
 
-    # warm-up of both paths (first-call costs are not what is compared)
-    posted(state)
+    # warm-up of both paths (first-call costs are not what is compared); a posted pipeline that
+    # takes minutes sets POSTED_REPEAT = 1 and is timed once, without a warm-up
+    posted_repeat = getattr(mod, "POSTED_REPEAT", repeat)
+    if posted_repeat == repeat:
+        posted(state)
     mod.app(state)
     posted_s, app_s = [], []
-    for _ in range(repeat):  # interleaved, so drifting load hits both alike
-        posted_s.append(timed(posted, state))
+    for i in range(repeat):  # interleaved, so drifting load hits both alike
+        if i < posted_repeat:
+            posted_s.append(timed(posted, state))
         app_s.append(timed(mod.app, state))
 
     out = {
@@ -92,8 +96,9 @@ def run_one(name: str, repeat: int) -> dict:
         "app_s": app_s,
         "cores": cores,
     }
-    for extra in getattr(mod, "EXTRA", ()):  # more app paths worth a line (e.g. the fixed preset)
-        out.setdefault("extra", {})[extra] = [timed(getattr(mod, extra), state) for _ in range(repeat)]
+    for extra in getattr(mod, "EXTRA", ()):  # more paths worth a line (e.g. the fixed preset)
+        times = getattr(mod, "EXTRA_REPEAT", {}).get(extra, repeat)
+        out.setdefault("extra", {})[extra] = [timed(getattr(mod, extra), state) for _ in range(times)]
 
     concurrent = getattr(mod, "concurrent", mod.app)
     alone = [timed(concurrent, state) for _ in range(max(2, repeat - 1))]
