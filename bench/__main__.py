@@ -7,8 +7,9 @@
 
 Each case runs in its own process (so its peak resident memory is its own): the posted
 pipeline and the app's path are timed interleaved, `--repeat` times each (a posted pipeline
-that takes minutes may ask to be timed once: POSTED_REPEAT), and the medians are compared. Then two trainings of the case run at once in two threads, as two sessions
-of the app would, against one alone. Around the cases: the import time of `core`, the time
+that takes minutes may ask to be timed once: POSTED_REPEAT), and the medians are compared.
+Then two trainings of the case run at once in two threads, as two sessions of the app
+would, against one alone. Around the cases: the import time of `core`, the time
 from `streamlit run` to the first page rendered, and, where a case counts FLOPs, this
 machine's float32 matmul peak measured in the same process.
 """
