@@ -23,17 +23,39 @@ def _finite(df: pd.DataFrame, column: str, positive: bool = False) -> pd.DataFra
     return df[keep]
 
 
+MAX_ROWS = 4500  # per chart: Altair refuses more than 5000 rows in one data set (and the export with it)
+MAX_POINTS = 2000  # the data points drawn (every k-th of a large upload)
+
+
+def own_data(result: RunResult) -> bool:
+    """True when the run fitted the user's points (which have no known true function)."""
+    return bool(result.frames["curves"]["truth"].isna().all())
+
+
+def same_target(a: RunResult, b: RunResult) -> bool:
+    """Two runs fitted the same thing: both sin(x), or both the very same points."""
+    if own_data(a) or own_data(b):
+        return own_data(a) and own_data(b) and a.frames["points"].equals(b.frames["points"])
+    return True
+
+
 def fit_chart(runs: Mapping[str, RunResult]):
-    """The points, sin(x), the closed-form least-squares polynomial and each run's polynomial,
-    on a grid a little wider than the data. The y axis follows the data, not a wild fit."""
+    """The points, sin(x) (not for your own points), the closed-form least-squares polynomial and
+    each run's polynomial that fitted the same target, on a grid a little wider than the data. The
+    y axis follows the data, not a wild fit."""
     first = next(iter(runs.values()))
     curves = first.frames["curves"]
-    series = {"truth": curves.rename(columns={"truth": "y"}), OPTIMUM: curves.rename(columns={"closed_form": "y"})}
-    series |= {name: r.frames["curves"].rename(columns={"fitted": "y"}) for name, r in runs.items()}
-    data = _finite(long_runs(series, "x", "y"), "y")
-    points = first.frames["points"]
-    lo = float(min(points["y"].min(), curves["truth"].min()))
-    hi = float(max(points["y"].max(), curves["truth"].max()))
+    mine = own_data(first)
+    series = {} if mine else {"truth": curves.rename(columns={"truth": "y"})}
+    series[OPTIMUM] = curves.rename(columns={"closed_form": "y"})
+    series |= {
+        name: r.frames["curves"].rename(columns={"fitted": "y"}) for name, r in runs.items() if same_target(first, r)
+    }
+    per_series = max(50, MAX_ROWS // len(series))
+    data = _finite(long_runs({n: thin(df, per_series) for n, df in series.items()}, "x", "y"), "y")
+    points = thin(first.frames["points"], MAX_POINTS)
+    y_all = np.r_[first.frames["points"]["y"].to_numpy(), curves["truth"].to_numpy()]
+    lo, hi = float(np.nanmin(y_all)), float(np.nanmax(y_all))
     pad = 0.3 * (hi - lo) + 1e-9
     y_scale = alt.Scale(domain=[lo - pad, hi + pad])
     x_scale = alt.Scale(domain=[float(curves["x"].min()), float(curves["x"].max())], nice=False)
@@ -56,10 +78,11 @@ def fit_chart(runs: Mapping[str, RunResult]):
     )
     dots = (
         alt.Chart(points)
-        .mark_circle(size=80, color="#111827", opacity=0.9)
+        .mark_circle(size=80 if len(points) <= 100 else 20, color="#111827", opacity=0.9 if len(points) <= 100 else 0.5)
         .encode(x="x:Q", y="y:Q", tooltip=[alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("y:Q", format=".4g")])
     )
-    return finish(alt.layer(lines, dots), "Data, sin(x) and the fitted polynomial")
+    title = "Your points and the fitted polynomial" if mine else "Data, sin(x) and the fitted polynomial"
+    return finish(alt.layer(lines, dots), title)
 
 
 def loss_chart(runs: Mapping[str, RunResult]):
@@ -67,7 +90,10 @@ def loss_chart(runs: Mapping[str, RunResult]):
     dashed rule in its colour (runs with different reductions or data have different optima).
     A run that diverged ends at its last finite loss."""
     names = list(runs)
-    data = _finite(long_runs({n: thin(r.history) for n, r in runs.items()}, "step", "loss"), "loss", positive=True)
+    per_run = max(100, MAX_ROWS // len(runs))
+    data = _finite(
+        long_runs({n: thin(r.history, per_run) for n, r in runs.items()}, "step", "loss"), "loss", positive=True
+    )
     optima = pd.DataFrame(
         [
             {"run": n, "optimum": r.metrics["closed_form_loss"]}
@@ -128,7 +154,12 @@ def eigen_chart(runs: Mapping[str, RunResult]):
     return finish(chart, "Hessian eigenvalues", height=60 + 45 * len(order))
 
 
-def scan_chart(result: RunResult, limit_label: str = "2/λmax"):
+def limit_label(optimizer: str) -> str:
+    """The name of the stability limit of plain (heavy-ball) gradient descent."""
+    return "2(1+β)/λmax" if optimizer == "momentum" else "2/λmax"
+
+
+def scan_chart(result: RunResult):
     """Loss after the epoch budget against the learning rate, log-log. Runs whose loss overflowed
     are drawn as red crosses along the top; the analytic stability limit is the vertical rule,
     the least-squares optimum the horizontal one, and the current lr a ring."""
@@ -178,7 +209,7 @@ def scan_chart(result: RunResult, limit_label: str = "2/λmax"):
         )
     limit = m.get("scan_limit", np.nan)
     if np.isfinite(limit):
-        rule = pd.DataFrame({"lr": [limit], "label": [f"{limit_label} = {limit:.3g}"]})
+        rule = pd.DataFrame({"lr": [limit], "label": [f"{limit_label(m['scan_optimizer'])} = {limit:.3g}"]})
         layers.append(alt.Chart(rule).mark_rule(strokeDash=[6, 4], strokeWidth=2, color="#111827").encode(x="lr:Q"))
         layers.append(
             alt.Chart(rule)
@@ -227,3 +258,16 @@ def coefficient_table(runs: Mapping[str, RunResult]) -> pd.DataFrame:
         table[name] = r.frames["coefficients"].set_index("term")["fitted"].reindex(terms).to_numpy()
     table[OPTIMUM] = first.frames["coefficients"]["closed_form"].to_numpy()
     return table
+
+
+def figures(runs: Mapping[str, RunResult]) -> dict:
+    """The page's charts by name (the page lays them out; `python -m core figures` writes them).
+    The first run is the current one; the scan is its own."""
+    current = next(iter(runs.values()))
+    return {
+        "fit": fit_chart(runs),
+        "loss": loss_chart(runs),
+        "scan": scan_chart(current),
+        "eigenvalues": eigen_chart(runs),
+        "coefficients": coefficient_chart(runs),
+    }
