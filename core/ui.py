@@ -355,7 +355,7 @@ def _unpin(case: Case, n: int) -> None:
 
 def differences(case: Case, config: Any, other: Any) -> str:
     """The settings in which `config` differs from `other`, as text."""
-    diff = [f"{f} = {to_text(v)}" for f, v in dataclasses.asdict(config).items() if v != getattr(other, f)]
+    diff = [f"{f} = {to_text(v) or 'none'}" for f, v in dataclasses.asdict(config).items() if v != getattr(other, f)]
     return ", ".join(diff) or "same settings"
 
 

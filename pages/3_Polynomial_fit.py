@@ -148,7 +148,7 @@ with left:
     ui.chart(figures["coefficients"])
 with right:
     st.markdown("**Coefficients** (raw power basis, constant term last)")
-    st.dataframe(charts.coefficient_table(runs).style.format("{:.6g}", na_rep="diverged"), width="stretch")
+    st.dataframe(charts.coefficient_text(runs), width="stretch")
 
 st.subheader("Diagnosis")
 ui.findings(case, poly.diagnose(config, result))
@@ -162,8 +162,15 @@ st.caption(
 )
 if config.optimizer == "lbfgs":
     st.caption("The learning-rate range test does not apply to L-BFGS: it picks its own step length by a line search.")
-else:  # the range test's explosion against the analytic limit (Adam has none)
-    analytic = None if config.optimizer == "adam" else limit
-    ui.lr_finder(case, config, device, poly.lr_find, limit=analytic, limit_label=limit_name)
+elif config.optimizer == "adam":  # no analytic limit to draw
+    ui.lr_finder(case, config, device, poly.lr_find)
+else:
+    ui.lr_finder(case, config, device, poly.lr_find, limit=limit, limit_label=limit_name)
+    st.caption(
+        f"The range test's loss explodes just past the dashed {limit_name} (measured: 1.1-1.3× it in float32, "
+        "1.3-1.6× in float64), because the rate keeps growing while the steepest direction climbs back from "
+        "rounding level. Its suggestion, where the loss fell fastest, is where that steepest direction was being "
+        "absorbed: it says nothing about the flat directions, which need a better basis rather than another rate."
+    )
 ui.downloads(case, config, result, figures)
 ui.show_code(poly.descend, poly.posted_loop)

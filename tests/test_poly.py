@@ -586,6 +586,38 @@ def test_figures_are_the_pages_charts_and_compare_runs():
     assert "2(1+β)/λmax = " in json.dumps(scan.to_dict(), ensure_ascii=False)
 
 
+def test_a_pinned_run_has_one_colour_on_every_chart_and_the_table_says_diverged():
+    from core.charts import poly as charts
+
+    base, blew = execute(as_posted(epochs=50)), execute(as_posted(lr=1e-5, epochs=50))
+    runs = {"current": base, "as-posted": base, "pin 1": blew, "pin 2": execute(as_posted(degree=3, epochs=50))}
+
+    def colour(spec, name):
+        found = set()
+
+        def walk(node):
+            if isinstance(node, dict):
+                scale = node.get("color", {}).get("scale") if isinstance(node.get("color"), dict) else None
+                if scale and name in scale.get("domain", []):
+                    found.add(scale["range"][scale["domain"].index(name)])
+                for v in node.values():
+                    walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        walk(spec)
+        return found
+
+    figs = charts.figures(runs)
+    for name in runs:
+        seen = set().union(*(colour(figs[k].to_dict(), name) for k in ("fit", "loss", "eigenvalues", "coefficients")))
+        assert len(seen) == 1, (name, seen)
+    text = charts.coefficient_text(runs)
+    assert (text["pin 1"] == "diverged").all() and text["pin 2"].iloc[0] == ""  # no x⁴ term at degree 3
+    assert text["current"].iloc[-1] == f"{base.metrics['coefficients'][-1]:.6g}"
+
+
 def test_figures_stay_under_altairs_row_limit():
     """Many pinned long runs and a large upload: every chart still exports (Altair refuses > 5000 rows)."""
     from core import figures

@@ -16,6 +16,14 @@ OPTIMUM = "least squares"  # the closed-form fit's series name
 DIVERGED = "#dc2626"  # red: a run whose loss overflowed
 
 
+def run_colors(names: list[str]) -> alt.Scale:
+    """The shared palette for the runs, and green for the least-squares fit (as on the scan), so a
+    pinned run has the same colour on every chart whether or not the optimum is a series there."""
+    runs = [n for n in names if n != OPTIMUM]
+    by_name = dict(zip(runs, colors(runs).range, strict=True)) | {OPTIMUM: PALETTE["fixed"]}
+    return alt.Scale(domain=list(names), range=[by_name[n] for n in names])
+
+
 def _finite(df: pd.DataFrame, column: str, positive: bool = False) -> pd.DataFrame:
     keep = np.isfinite(df[column].to_numpy(dtype=float))
     if positive:
@@ -67,7 +75,7 @@ def fit_chart(runs: Mapping[str, RunResult]):
         .encode(
             x=alt.X("x:Q", title="x", scale=x_scale),
             y=alt.Y("y:Q", title="y", scale=y_scale),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            color=alt.Color("run:N", title=None, scale=run_colors(names), sort=names),
             strokeDash=alt.StrokeDash(
                 "run:N",
                 title=None,
@@ -102,7 +110,7 @@ def loss_chart(runs: Mapping[str, RunResult]):
         ],
         columns=["run", "optimum"],
     )
-    scale = colors(names)
+    scale = run_colors(names)
     lines = (
         alt.Chart(data)
         .mark_line(strokeWidth=2, clip=True)
@@ -147,7 +155,7 @@ def eigen_chart(runs: Mapping[str, RunResult]):
                 axis=alt.Axis(format="~e"),
             ),
             y=alt.Y("row:N", title=None, sort=order, axis=alt.Axis(labelLimit=260)),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names, legend=None),
+            color=alt.Color("run:N", title=None, scale=run_colors(names), sort=names, legend=None),
             tooltip=["run:N", alt.Tooltip("eigenvalue:Q", format=".3g")],
         )
     )
@@ -239,13 +247,24 @@ def coefficient_chart(runs: Mapping[str, RunResult]):
             x=alt.X("term:N", title="term", sort=terms, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("run:N", sort=names),
             y=alt.Y("value:Q", title="coefficient"),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            color=alt.Color("run:N", title=None, scale=run_colors(names), sort=names),
             shape=alt.Shape("run:N", title=None, sort=names),
             tooltip=["run:N", "term:N", alt.Tooltip("value:Q", format=".6g")],
         )
     )
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#9ca3af").encode(y="y:Q")
     return finish(alt.layer(zero, chart), "Coefficients in the raw power basis", height=HEIGHT - 20)
+
+
+def coefficient_text(runs: Mapping[str, RunResult]) -> pd.DataFrame:
+    """The table as text for the page: 6 significant digits, "diverged" for a run without a fitted
+    polynomial, blank for a term that a run of another degree does not have."""
+    table = coefficient_table(runs)
+    text = table.map(lambda v: "" if np.isnan(v) else f"{v:.6g}")
+    for name, r in runs.items():
+        if r.metrics["diverged"]:
+            text[name] = "diverged"
+    return text
 
 
 def coefficient_table(runs: Mapping[str, RunResult]) -> pd.DataFrame:
