@@ -15,6 +15,11 @@ Speed: the learning-rate scan trains every rate at once as one batched computati
 an epoch for SGD). Measured on the shared 2-core CPU under load: 29 rates × 10,000 epochs in
 0.15-0.22 s (min-median of 7), against 90-160 s for the posted loop run once per rate
 (bench/poly.py). `posted_loop` below is that plain-PyTorch reference; the tests compare the two.
+
+Also: the learning-rate range test (`lr_find`), whose explosion lands at 1.1-1.3× the analytic limit
+in float32 and 1.3-1.6× in float64 (measured: the rate keeps growing while the steepest direction
+climbs back from rounding level), and your own (x, y)
+points (`points`) in place of sin(x), with the closed form and the curvature taken on them.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from numpy.polynomial import Legendre, Polynomial
 
-from core import nets
+from core import lrfind, nets, points
 from core.case import Case, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
@@ -42,6 +47,7 @@ class PolyConfig:
     x_min: float = 2.0
     x_max: float = 5.0
     noise: float = 0.0  # std of Gaussian noise added to y = sin(x); the post has none
+    points: tuple[tuple[float, float], ...] = ()  # your own (x, y) points instead (a CSV upload)
     basis: str = "raw"  # raw powers of x, as posted
     optimizer: str = "sgd"  # torch.optim.SGD, no momentum
     lr: float = 1e-6
@@ -83,6 +89,12 @@ SETTINGS = (
     Setting("x_max", "right end of the x range", lo=-1000, hi=1000),
     Setting("noise", "std of Gaussian noise added to y = sin(x)", lo=0, hi=10),
     Setting(
+        "points",
+        "your own (x, y) points instead of sin(x): n_points, x_min, x_max and noise are then ignored, and the "
+        "centered and legendre bases map your x range to [-1, 1]",
+        kind="points",
+    ),
+    Setting(
         "basis",
         "features: raw powers of x (as posted), standardized (z-scored powers), centered (powers of x mapped "
         "to [-1, 1]), legendre (Legendre polynomials of x mapped to [-1, 1])",
@@ -110,7 +122,11 @@ NOTE = (
 
 
 def make_data(config: PolyConfig) -> tuple[np.ndarray, np.ndarray]:
-    """x (n,) = linspace(x_min, x_max, n), y (n,) = sin(x) + noise·N(0, 1), both float64 as in numpy."""
+    """x (n,) = linspace(x_min, x_max, n), y (n,) = sin(x) + noise·N(0, 1), both float64 as in numpy;
+    or the user's points as they are (no noise)."""
+    if config.points:
+        xy = np.array(config.points, dtype=np.float64)  # (n, 2)
+        return xy[:, 0], xy[:, 1]
     x = np.linspace(config.x_min, config.x_max, config.n_points)
     y = np.sin(x)
     if config.noise > 0:
@@ -123,12 +139,24 @@ def truth(x: np.ndarray) -> np.ndarray:
     return np.sin(x)
 
 
+def size(config: PolyConfig) -> int:
+    return len(config.points) or config.n_points
+
+
+def x_range(config: PolyConfig) -> tuple[float, float]:
+    """The data's x range: [x_min, x_max], or the smallest and largest x of the user's points."""
+    if config.points:
+        xs = [x for x, _ in config.points]
+        return min(xs), max(xs)
+    return config.x_min, config.x_max
+
+
 def basis_polynomials(config: PolyConfig, x: np.ndarray) -> list[Polynomial | Legendre]:
     """The feature columns as functions of x, highest degree first (x^4, x^3, x^2, x as posted).
 
     `x` is the data (the standardized basis z-scores each power over it).
     """
-    domain = [config.x_min, config.x_max]  # numpy maps this domain to t in [-1, 1]
+    domain = list(x_range(config))  # numpy maps this domain to t in [-1, 1]
     degrees = range(config.degree, 0, -1)
     if config.basis == "raw":
         return [Polynomial.basis(k) for k in degrees]
@@ -381,7 +409,68 @@ def scan_rates(config: PolyConfig, limit: float) -> np.ndarray:
     return np.unique(grid if config.optimizer == "lbfgs" else np.r_[grid, config.lr])
 
 
+# ---------------------------------------------------------------------------- learning-rate range test
+
+LR_FIND_BELOW, LR_FIND_ABOVE = 100.0, 10.0  # the range: from 100× below min(lr, limit) to 10× above max(lr, limit)
+LR_FIND_STEPS_PER_DECADE = 500  # the rate grows ×1.0046 a step: the explosion lands within ~1.3× the limit
+
+
+def lr_find_range(config: PolyConfig) -> tuple[float, float, int]:
+    """(lr_min, lr_max, steps) of the range test: two decades below the smaller of the lr and the
+    stability limit (Adam: its lr), one above the larger; 500 steps a decade (1500 to 4000)."""
+    limit = config.lr if config.optimizer == "adam" else stable_limit(config)
+    lo, hi = min(config.lr, limit) / LR_FIND_BELOW, max(config.lr, limit) * LR_FIND_ABOVE
+    steps = int(np.clip(round(LR_FIND_STEPS_PER_DECADE * math.log10(hi / lo)), 1500, 4000))
+    return lo, hi, steps
+
+
+def lr_find(config: PolyConfig, device: torch.device, on_progress=None) -> RunResult:
+    """The learning-rate range test (fastai's lr_find) on these settings: nn.Linear's parameters
+    and torch.optim (SGD, SGD with momentum, Adam) through the shared loop, the rate growing
+    exponentially each step. Along the steepest direction each step multiplies the error by
+    |1 - lr·λmax|, so the loss explodes once the rate passes 2/λmax (2(1+β)/λmax with momentum),
+    a little later than the rule: the error there starts at rounding level and needs some steps
+    to grow. L-BFGS picks its own step length: the test does not apply (ValueError)."""
+    if config.optimizer == "lbfgs":
+        raise ValueError("the learning-rate range test does not apply to lbfgs: it picks its own step by line search")
+    dtype = DTYPES[config.dtype]
+    x, y = make_data(config)
+    features_ = torch.from_numpy(features(config, x)).to(device, dtype)  # (n, degree)
+    target = torch.from_numpy(y).to(device, dtype).unsqueeze(1)  # (n, 1)
+    w0 = torch.from_numpy(init_weights(config)).to(device, dtype)
+    weight = w0[:-1].reshape(1, -1).clone().requires_grad_()  # (1, degree), nn.Linear's layout
+    bias = w0[-1:].clone().requires_grad_()  # (1,)
+    params = [weight, bias]
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=config.lr)
+    else:
+        beta = config.momentum if config.optimizer == "momentum" else 0.0
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=beta)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        return F.mse_loss(F.linear(features_, weight, bias), target, reduction=config.reduction)
+
+    lo, hi, steps = lr_find_range(config)
+    return lrfind.range_test(
+        {"weight": weight, "bias": bias},
+        optimizer,
+        loss_fn,
+        base_lr=config.lr,
+        lr_min=lo,
+        lr_max=hi,
+        steps=steps,
+        on_progress=on_progress,
+    )
+
+
 # ---------------------------------------------------------------------------- run
+
+
+def reference(config: PolyConfig) -> PolyConfig | None:
+    """The run to compare with: the posted settings, on the user's points when there are any (how
+    the posted recipe does on your data); None when those settings cannot fit your points."""
+    ref = dataclasses.replace(AS_POSTED, points=config.points)
+    return None if check(ref) else ref
 
 
 def run(config: PolyConfig, device: torch.device, on_progress=None) -> RunResult:
@@ -475,12 +564,13 @@ def _result(config, x, y, a64, lam, optimum, history: History, theta, scan, limi
     coefficients = raw @ theta if not diverged else np.full(config.degree + 1, np.nan)
     closed = raw @ coef_star
 
-    span = config.x_max - config.x_min
-    grid = np.linspace(config.x_min - 0.05 * span, config.x_max + 0.05 * span, 401)
+    lo, hi = x_range(config)
+    span = hi - lo
+    grid = np.linspace(lo - 0.05 * span, hi + 0.05 * span, 401)
     curves = pd.DataFrame(
         {
             "x": grid,
-            "truth": truth(grid),
+            "truth": np.nan if config.points else truth(grid),  # your own points have no known truth
             "fitted": np.polyval(coefficients, grid),
             "closed_form": np.polyval(closed, grid),
         }
@@ -531,20 +621,27 @@ def _result(config, x, y, a64, lam, optimum, history: History, theta, scan, limi
 
 
 def check(config: PolyConfig) -> list[str]:
-    """Rules across settings: a non-empty x range, enough points for the coefficients, a bounded
-    workload, and a design matrix that the dtype can resolve (condition number below 1/eps)."""
-    problems = []
-    if config.x_min >= config.x_max:
+    """Rules across settings: a non-empty x range, enough distinct x values for the coefficients, a
+    bounded workload, and a design matrix that the dtype can resolve (condition number below 1/eps)."""
+    p = config.degree + 1
+    if config.points:
+        few = points.check(config.points, min_distinct=p)
+        if few:
+            distinct = len({x for x, _ in config.points})
+            lower = f"use degree <= {distinct - 1} or " if distinct > 1 else ""
+            return [f"{few[0]} for the {p} coefficients of a degree-{config.degree} polynomial ({lower}more x values)"]
+    elif config.x_min >= config.x_max:
         return [f"x_max: must be greater than x_min (got x_min {config.x_min:g}, x_max {config.x_max:g})"]
-    if config.degree + 1 > config.n_points:
-        problems.append(
-            f"degree: a degree-{config.degree} polynomial has {config.degree + 1} coefficients, more than the "
+    elif p > config.n_points:
+        return [
+            f"degree: a degree-{config.degree} polynomial has {p} coefficients, more than the "
             f"{config.n_points} distinct points can determine; use degree <= {config.n_points - 1} or more n_points"
-        )
-        return problems
-    if config.n_points * config.epochs > MAX_POINT_EPOCHS:
+        ]
+    problems = []
+    n, what = size(config), "your points" if config.points else "n_points"
+    if n * config.epochs > MAX_POINT_EPOCHS:
         problems.append(
-            f"epochs: n_points × epochs may be at most {MAX_POINT_EPOCHS:,} here (got {config.n_points:,} × "
+            f"epochs: {what} × epochs may be at most {MAX_POINT_EPOCHS:,} here (got {n:,} × "
             f"{config.epochs:,}); use fewer epochs or fewer points"
         )
     if config.optimizer == "lbfgs" and config.epochs > LBFGS_MAX_EPOCHS:
@@ -555,8 +652,10 @@ def check(config: PolyConfig) -> list[str]:
     eps = torch.finfo(DTYPES[config.dtype]).eps
     kappa = condition(config)
     if not kappa * eps < 1:
+        lo, hi = x_range(config)
+        where = f"{'your points, x in ' if config.points else ''}[{lo:g}, {hi:g}]"
         problems.append(
-            f"degree: in the {config.basis} basis on [{config.x_min:g}, {config.x_max:g}] the degree-{config.degree} "
+            f"degree: in the {config.basis} basis on {where} the degree-{config.degree} "
             f"design matrix has condition number {kappa:.2g}, beyond what {config.dtype} resolves (1/eps = "
             f"{1 / eps:.2g}); use a lower degree"
             + (", the legendre basis" if config.basis != "legendre" else "")
@@ -607,6 +706,7 @@ def diagnose(config: PolyConfig, result: RunResult) -> list[Finding]:
             )
         )
     if gd and m["condition_number"] > 1e3:
+        lo, hi = x_range(config)
         fix = {"basis": "legendre", "lr": _lr_for(config, basis="legendre")}
         after = (
             "the run diverged before that mattered"
@@ -620,15 +720,16 @@ def diagnose(config: PolyConfig, result: RunResult) -> list[Finding]:
                 f"The Hessian's eigenvalues span {m['lambda_min']:.2g} to {m['lambda_max']:.2g}. The step must stay "
                 f"below {limit_name} = {limit:.3g} for the steepest direction, and at lr {config.lr:g} the flattest "
                 f"direction shrinks by a factor e only every {m['slowest_direction_epochs']:.2g} epochs (the budget "
-                f"is {config.epochs:,}): {after}. Powers of x on [{config.x_min:g}, {config.x_max:g}] are nearly "
+                f"is {config.epochs:,}): {after}. Powers of x on [{lo:g}, {hi:g}] are nearly "
                 f"parallel vectors; Legendre polynomials of x mapped to [-1, 1] are nearly orthogonal "
                 f"(condition number {_kappa_for(config, basis='legendre'):.3g}).",
                 fix,
             )
         )
     if config.reduction == "sum" and gd:  # Adam's steps do not depend on the loss's scale; L-BFGS searches
-        n = config.n_points
-        more = _lr_for(config, n_points=4 * n, scale=1.0)
+        n = size(config)
+        # 4× the points on the same range: each of yours four times, or a 4× finer linspace
+        more = _lr_for(config, scale=1.0, **({"points": config.points * 4} if config.points else {"n_points": 4 * n}))
         verdict = "this lr would diverge there" if config.lr > more else "smaller than at n"
         found.append(
             Finding(

@@ -355,7 +355,7 @@ def _unpin(case: Case, n: int) -> None:
 
 def differences(case: Case, config: Any, other: Any) -> str:
     """The settings in which `config` differs from `other`, as text."""
-    diff = [f"{f} = {to_text(v)}" for f, v in dataclasses.asdict(config).items() if v != getattr(other, f)]
+    diff = [f"{f} = {to_text(v) or 'none'}" for f, v in dataclasses.asdict(config).items() if v != getattr(other, f)]
     return ", ".join(diff) or "same settings"
 
 
@@ -438,9 +438,17 @@ def _cli_args(case: Case, config: Any) -> str:
 # ------------------------------------------------------------------ learning-rate range test
 
 
-def lr_finder(case: Case, config: Any, device: torch.device, task: Callable, limit: float | None = None) -> None:
+def lr_finder(
+    case: Case,
+    config: Any,
+    device: torch.device,
+    task: Callable,
+    limit: float | None = None,
+    limit_label: str = "2/λmax",
+) -> None:
     """fastai's range test on demand: the loss against an exponentially growing rate, the
-    suggested rate marked, one click to use it. `limit`: an analytic stability limit to draw."""
+    suggested rate marked, one click to use it. `limit`: an analytic stability limit to draw,
+    named `limit_label`."""
     flag = f"{case.name}._lr_find"
     with st.expander(
         "Find the learning rate (range test)", icon=":material/search:", expanded=bool(st.session_state.get(flag))
@@ -459,7 +467,7 @@ def lr_finder(case: Case, config: Any, device: torch.device, task: Callable, lim
             return
         found = run(case, config, device, label="Learning-rate range test", task=task)
         suggested = found.metrics["suggested_lr"]
-        chart(charts.lr_find_chart(found, current=config.lr, limit=limit))
+        chart(charts.lr_find_chart(found, current=config.lr, limit=limit, limit_label=limit_label))
         if suggested is None:
             st.info("The loss never fell over the range: no rate to suggest.")
             return

@@ -27,6 +27,7 @@ with st.sidebar:
     ui.text_setting(case, "x_min")
     ui.text_setting(case, "x_max")
     ui.text_setting(case, "noise")
+    ui.points_upload(case)
     ui.int_setting(case, "seed")
     st.subheader("Model")
     ui.int_setting(case, "degree")
@@ -45,12 +46,19 @@ config = ui.build_config(case)
 preset = case.preset_name(config)
 st.caption(f"Settings: **{preset or 'custom'}** · device: {ui.badge(device)}")
 
+if config.points:
+    st.caption(
+        f"Fitting your {len(config.points):,} points: n_points, x_min, x_max and noise are ignored, there is no "
+        "true function to draw, and *as-posted* means the posted settings on your points."
+    )
+
 result = ui.run(case, config, device)
 runs = {"current": result}
-if config != poly.AS_POSTED:
-    runs["as-posted"] = ui.run(case, poly.AS_POSTED, device, label="The as-posted run, for comparison")
+reference = poly.reference(config)
+if reference is not None and config != reference:
+    runs["as-posted"] = ui.run(case, reference, device, label="The as-posted run, for comparison")
 m = result.metrics
-limit_name = "2(1+β)/λmax" if config.optimizer == "momentum" else "2/λmax"
+limit_name = charts.limit_label(config.optimizer)
 limit = m["max_stable_lr_momentum"] if config.optimizer == "momentum" else m["max_stable_lr"]
 
 cols = st.columns(5)
@@ -89,15 +97,18 @@ if m["diverged"]:
         icon="💥",
     )
 
+runs |= ui.pins(case, config, device)
+
+figures = charts.figures(runs)
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.fit_chart(runs))
+    ui.chart(figures["fit"])
 with right:
-    ui.chart(charts.loss_chart(runs))
+    ui.chart(figures["loss"])
 
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.scan_chart(result, "2(1+β)/λmax" if m["scan_optimizer"] == "momentum" else "2/λmax"))
+    ui.chart(figures["scan"])
     if config.optimizer == "lbfgs":
         st.info(
             "L-BFGS picks its own step length by a line search, so it has no learning rate to scan. "
@@ -117,7 +128,7 @@ with left:
             "grows or overflows."
         )
 with right:
-    ui.chart(charts.eigen_chart(runs))
+    ui.chart(figures["eigenvalues"])
     slowest = (
         f" At lr {config.lr:g} the flattest direction needs about {m['slowest_direction_epochs']:.2g} epochs per "
         "factor e."
@@ -134,10 +145,10 @@ with right:
 
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.coefficient_chart(runs))
+    ui.chart(figures["coefficients"])
 with right:
     st.markdown("**Coefficients** (raw power basis, constant term last)")
-    st.dataframe(charts.coefficient_table(runs).style.format("{:.6g}", na_rep="diverged"), width="stretch")
+    st.dataframe(charts.coefficient_text(runs), width="stretch")
 
 st.subheader("Diagnosis")
 ui.findings(case, poly.diagnose(config, result))
@@ -149,4 +160,17 @@ st.caption(
     "within a few hundred, in float32. Adam on the raw powers ends 200-13,000× above it; L-BFGS reaches it in "
     "float64 but stalls in float32 for some seeds."
 )
+if config.optimizer == "lbfgs":
+    st.caption("The learning-rate range test does not apply to L-BFGS: it picks its own step length by a line search.")
+elif config.optimizer == "adam":  # no analytic limit to draw
+    ui.lr_finder(case, config, device, poly.lr_find)
+else:
+    ui.lr_finder(case, config, device, poly.lr_find, limit=limit, limit_label=limit_name)
+    st.caption(
+        f"The range test's loss explodes just past the dashed {limit_name} (measured: 1.1-1.3× it in float32, "
+        "1.3-1.6× in float64), because the rate keeps growing while the steepest direction climbs back from "
+        "rounding level. Its suggestion, where the loss fell fastest, is where that steepest direction was being "
+        "absorbed: it says nothing about the flat directions, which need a better basis rather than another rate."
+    )
+ui.downloads(case, config, result, figures)
 ui.show_code(poly.descend, poly.posted_loop)

@@ -22,7 +22,16 @@ SCRIPT_CONFIGS = {
         {"preset": "fixed", "steps": 300, "seed": 3},
         {"preset": "fixed", "optimizer": "gd", "lr": 10.0, "steps": 50},  # diverges
     ],
-}
+    "poly": [
+        {"epochs": 300},  # the posted crawl
+        {"preset": "fixed", "points": ((-1.0, 0.4), (0.0, 1.1), (0.5, 1.6), (1.0, 2.7), (2.0, 7.5), (2.0, 7.2)),
+         "epochs": 300},  # your own points, Legendre on their range
+        {"optimizer": "momentum", "lr": 4e-7, "noise": 0.1, "n_points": 12, "seed": 3, "init": "zeros", "epochs": 300},
+        {"preset": "adam", "basis": "standardized", "epochs": 300},
+        {"preset": "lbfgs", "dtype": "float64", "epochs": 20},
+        {"lr": 1e-5, "epochs": 200},  # diverges
+    ],
+}  # fmt: skip
 
 
 def configs():
@@ -58,7 +67,8 @@ def test_the_exported_script_reproduces_the_apps_metrics(case, config, tmp_path,
     assert printed, "the script printed no metrics"
     if app.get("diverged"):  # exploding values differ by rounding; where it blew up must not
         assert printed["diverged"] is True
-        assert abs(printed["steps_run"] - app["steps_run"]) <= 1
+        run = "steps_run" if "steps_run" in app else "epochs_run"  # a case counts steps or epochs
+        assert abs(printed[run] - app[run]) <= 1
         return
     for key, value in printed.items():
         assert key in app, key
@@ -100,6 +110,25 @@ def test_figures_cli_writes_png_and_svg_files_that_open(tmp_path):
             root = ET.parse(f).getroot()
             assert root.tag.endswith("svg")
             assert "Arial" in f.read_text()  # the page's font: the figure looks like the page
+
+
+def test_poly_figures_are_the_pages_five_charts(tmp_path, cpu):
+    from core import figures
+
+    case = registry.get("poly")
+    runs = {"current": runner.execute(case, dataclasses.replace(case.presets["fixed"], epochs=100), cpu)}
+    runs["as-posted"] = runner.execute(case, dataclasses.replace(case.presets["as-posted"], epochs=100), cpu)
+    paths = figures.write(figures.charts_for(case, runs), tmp_path, "poly-test")
+    assert sorted(p.name for p in paths) == sorted(
+        f"poly-test-{name}.{ext}"
+        for name in ("fit", "loss", "scan", "eigenvalues", "coefficients")
+        for ext in ("png", "svg")
+    )
+    for p in paths:
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        else:
+            assert ET.parse(p).getroot().tag.endswith("svg") and "Arial" in p.read_text()
 
 
 def test_script_cli_prints_the_script_with_the_settings():

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
 from core import registry
@@ -109,3 +110,92 @@ def test_the_learning_rate_range_test_suggests_and_applies_a_rate():
     assert 4e-7 < suggested < 1e-3  # above the posted crawl, below where sum-loss GD explodes
     use.click().run()
     assert float(at.text_input(key="sine.lr").value) == pytest.approx(suggested, rel=1e-2)
+
+
+# ---------------------------------------------------------------------------- case 3 (poly)
+
+
+def chart_specs(at: AppTest) -> dict[str, dict]:
+    return {
+        json.loads(c.proto.spec).get("title", {}).get("text"): json.loads(c.proto.spec)
+        for c in at.get("vega_lite_chart")
+    }
+
+
+def test_poly_link_reproduces_the_view_and_bad_values_fall_back():
+    at = page("poly", query={"preset": "fixed", "seed": "2", "epochs": "300"})
+    assert not at.exception and not at.error
+    assert at.number_input(key="poly.seed").value == 2 and at.radio(key="poly.basis").value == "legendre"
+    assert at.query_params["seed"] == "2" and at.query_params["basis"] == "legendre"
+    assert page("poly", query={"preset": "lr-2e-6"}).query_params == {"preset": "lr-2e-6"}
+
+    at = page("poly", query={"preset": "nope", "lr": "abc", "degree": "99", "colour": "blue", "seed": "3"})
+    assert not at.exception and not at.error
+    notices = " ".join(w.value for w in at.warning)
+    assert "preset='nope'" in notices and "lr: expected a number" in notices
+    assert "degree: must be >= 1 and <= 20" in notices and "colour" in notices
+    assert at.text_input(key="poly.lr").value == "1e-06" and at.number_input(key="poly.seed").value == 3
+    # each value fine on its own, refused together: the preset as it is
+    at = page("poly", query={"preset": "centered", "x_min": "9"})
+    assert not at.exception and not at.error
+    assert "x_max: must be greater than x_min" in at.warning[0].value
+    assert at.text_input(key="poly.x_min").value == "2" and at.radio(key="poly.basis").value == "centered"
+
+
+def test_poly_pins_overlay_and_survive_a_visit_to_another_page():
+    poly_page = registry.get("poly").page
+    at = page("poly", query={"preset": "fixed", "epochs": "300"})
+    at.button(key="poly._pin").click().run()
+    at.number_input(key="poly.seed").set_value(1).run()
+    assert not at.exception
+    specs = chart_specs(at)
+    for title in ("Data, sin(x) and the fitted polynomial", "Loss per epoch (dashed: the least-squares optimum)"):
+        assert '"pin 1"' in json.dumps(specs[title]), title
+    assert any("seed = 0" in m.value for m in at.markdown)
+    at.switch_page("app.py").run()
+    at.switch_page(poly_page).run()
+    assert "pin 1" in series(at)
+    at.button(key="poly._unpin.1").click().run()
+    assert "pin 1" not in series(at)
+
+
+def test_poly_downloads_are_offered():
+    at = page("poly", query={"epochs": "100"})
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == [
+        "History (CSV)",
+        "Run record (JSON)",
+        "Standalone script (.py)",
+        "PNG",
+        "SVG",
+        "All figures (zip)",
+    ]
+    assert at.selectbox(key="poly._figure").options == ["fit", "loss", "scan", "eigenvalues", "coefficients"]
+
+
+def test_poly_range_test_explodes_at_the_drawn_limit_and_applies_its_suggestion():
+    at = page("poly")
+    at.button(key="poly._lr_find_go").click().run()
+    assert not at.exception
+    spec = chart_specs(at)["Learning-rate range test"]
+    assert "2/λmax: 1.62e-06" in json.dumps(spec, ensure_ascii=False)  # the analytic limit on the same axes
+    chart = next(
+        c for c in at.get("vega_lite_chart") if json.loads(c.proto.spec)["title"]["text"] == spec["title"]["text"]
+    )
+    frames = [dataframe_util.convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets]
+    tested = next(f for f in frames if "curve" in f)["lr"]
+    assert 1.62e-6 < tested.max() < 1.4 * 1.62e-6  # the curve ends where the loss exploded: just past the limit
+    use = at.button(key="poly._lr_use")
+    suggested = float(use.proto.label.removeprefix("Use lr = "))
+    assert suggested < 1.62e-6  # where the loss fell fastest, below the edge
+    use.click().run()
+    assert float(at.text_input(key="poly.lr").value) == pytest.approx(suggested, rel=1e-2)
+    assert not at.exception and not at.error
+
+    at = page("poly", query={"optimizer": "momentum", "epochs": "100"})
+    at.button(key="poly._lr_find_go").click().run()
+    assert "2(1+β)/λmax: 3.08e-06" in json.dumps(chart_specs(at)["Learning-rate range test"], ensure_ascii=False)
+    at = page("poly", query={"preset": "lbfgs"})
+    assert not at.exception
+    assert "does not apply to L-BFGS" in caption_text(at)
+    assert not [b for b in at.button if b.key == "poly._lr_find_go"]

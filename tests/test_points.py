@@ -2,6 +2,7 @@
 page's upload (a bad file is a message; the page keeps working)."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -88,3 +89,37 @@ def test_the_page_takes_an_upload_and_survives_a_bad_one():
     assert not at.exception
     assert any("bad.csv: points: row 2 is not two numbers" in e.value for e in at.error)
     assert len(at.get("vega_lite_chart")) >= 5  # the page kept working
+
+
+def test_the_poly_page_fits_your_points_and_refuses_too_few_distinct_x():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=300)
+    at.switch_page(registry.get("poly").page)
+    at.query_params.update({"preset": "fixed", "epochs": "300"})
+    at.run()
+    x = np.linspace(-2, 6, 40)
+    y = np.cos(x)
+    at.get("file_uploader")[0].upload("mine.csv", csv_of(x, y), "text/csv")
+    at.run()
+    assert not at.exception and not at.error
+    captions = " ".join(c.value for c in at.caption)
+    assert "Fitting your 40 points" in captions and "Your uploaded points are not part of the page's link." in captions
+    titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart")]
+    assert titles[0] == "Your points and the fitted polynomial"
+    # the least-squares loss shown is polyfit's on your points (mean of squares, as `fixed`)
+    sse = np.mean((np.polyval(np.polyfit(x, y, 4), x) - y) ** 2)
+    assert next(m for m in at.metric if m.label == "Least-squares loss").value == f"{sse:.4g}"
+    # three distinct x cannot determine five coefficients: a message, and the page goes on with your 40 points
+    few = csv_of([0, 0, 1, 1, 2, 2], [1, 2, 3, 4, 5, 6])
+    at.get("file_uploader")[0].set_value(("few.csv", few, "text/csv"))
+    at.run()
+    assert not at.exception
+    assert any(
+        "few.csv: points: 3 distinct x values; at least 5 are needed for the 5 coefficients" in e.value
+        for e in at.error
+    )
+    assert "Fitting your 40 points" in " ".join(c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) >= 5

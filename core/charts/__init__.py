@@ -95,9 +95,10 @@ def live_loss(loss: np.ndarray):
     return loss_chart({"current": frame}, title="Training…")
 
 
-def lr_find_chart(result, current: float, limit: float | None = None):
+def lr_find_chart(result, current: float, limit: float | None = None, limit_label: str = "2/λmax"):
     """The range test: loss (and its smoothed curve) against the learning rate, log-log, with
-    the suggestion, the current rate and, where known, the analytic stability limit as rules."""
+    the suggestion, the current rate and, where known, the analytic stability limit as rules
+    (named `limit_label`)."""
     frame = result.frames["lr_find"]
     frame = frame[np.isfinite(frame["loss"]) & (frame["loss"] > 0)]
     long = pd.concat(
@@ -124,7 +125,7 @@ def lr_find_chart(result, current: float, limit: float | None = None):
         ("current", current, PALETTE["as-posted"]),
     ]
     if limit is not None:
-        marks.append(("2/λmax", limit, "#111827"))
+        marks.append((limit_label, limit, "#111827"))
     rules = pd.DataFrame([{"lr": v, "what": f"{name}: {v:.3g}"} for name, v, _ in marks if v])
     rule = (
         alt.Chart(rules)

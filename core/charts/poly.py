@@ -16,6 +16,14 @@ OPTIMUM = "least squares"  # the closed-form fit's series name
 DIVERGED = "#dc2626"  # red: a run whose loss overflowed
 
 
+def run_colors(names: list[str]) -> alt.Scale:
+    """The shared palette for the runs, and green for the least-squares fit (as on the scan), so a
+    pinned run has the same colour on every chart whether or not the optimum is a series there."""
+    runs = [n for n in names if n != OPTIMUM]
+    by_name = dict(zip(runs, colors(runs).range, strict=True)) | {OPTIMUM: PALETTE["fixed"]}
+    return alt.Scale(domain=list(names), range=[by_name[n] for n in names])
+
+
 def _finite(df: pd.DataFrame, column: str, positive: bool = False) -> pd.DataFrame:
     keep = np.isfinite(df[column].to_numpy(dtype=float))
     if positive:
@@ -23,17 +31,39 @@ def _finite(df: pd.DataFrame, column: str, positive: bool = False) -> pd.DataFra
     return df[keep]
 
 
+MAX_ROWS = 4500  # per chart: Altair refuses more than 5000 rows in one data set (and the export with it)
+MAX_POINTS = 2000  # the data points drawn (every k-th of a large upload)
+
+
+def own_data(result: RunResult) -> bool:
+    """True when the run fitted the user's points (which have no known true function)."""
+    return bool(result.frames["curves"]["truth"].isna().all())
+
+
+def same_target(a: RunResult, b: RunResult) -> bool:
+    """Two runs fitted the same thing: both sin(x), or both the very same points."""
+    if own_data(a) or own_data(b):
+        return own_data(a) and own_data(b) and a.frames["points"].equals(b.frames["points"])
+    return True
+
+
 def fit_chart(runs: Mapping[str, RunResult]):
-    """The points, sin(x), the closed-form least-squares polynomial and each run's polynomial,
-    on a grid a little wider than the data. The y axis follows the data, not a wild fit."""
+    """The points, sin(x) (not for your own points), the closed-form least-squares polynomial and
+    each run's polynomial that fitted the same target, on a grid a little wider than the data. The
+    y axis follows the data, not a wild fit."""
     first = next(iter(runs.values()))
     curves = first.frames["curves"]
-    series = {"truth": curves.rename(columns={"truth": "y"}), OPTIMUM: curves.rename(columns={"closed_form": "y"})}
-    series |= {name: r.frames["curves"].rename(columns={"fitted": "y"}) for name, r in runs.items()}
-    data = _finite(long_runs(series, "x", "y"), "y")
-    points = first.frames["points"]
-    lo = float(min(points["y"].min(), curves["truth"].min()))
-    hi = float(max(points["y"].max(), curves["truth"].max()))
+    mine = own_data(first)
+    series = {} if mine else {"truth": curves.rename(columns={"truth": "y"})}
+    series[OPTIMUM] = curves.rename(columns={"closed_form": "y"})
+    series |= {
+        name: r.frames["curves"].rename(columns={"fitted": "y"}) for name, r in runs.items() if same_target(first, r)
+    }
+    per_series = max(50, MAX_ROWS // len(series))
+    data = _finite(long_runs({n: thin(df, per_series) for n, df in series.items()}, "x", "y"), "y")
+    points = thin(first.frames["points"], MAX_POINTS)
+    y_all = np.r_[first.frames["points"]["y"].to_numpy(), curves["truth"].to_numpy()]
+    lo, hi = float(np.nanmin(y_all)), float(np.nanmax(y_all))
     pad = 0.3 * (hi - lo) + 1e-9
     y_scale = alt.Scale(domain=[lo - pad, hi + pad])
     x_scale = alt.Scale(domain=[float(curves["x"].min()), float(curves["x"].max())], nice=False)
@@ -45,7 +75,7 @@ def fit_chart(runs: Mapping[str, RunResult]):
         .encode(
             x=alt.X("x:Q", title="x", scale=x_scale),
             y=alt.Y("y:Q", title="y", scale=y_scale),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            color=alt.Color("run:N", title=None, scale=run_colors(names), sort=names),
             strokeDash=alt.StrokeDash(
                 "run:N",
                 title=None,
@@ -56,10 +86,11 @@ def fit_chart(runs: Mapping[str, RunResult]):
     )
     dots = (
         alt.Chart(points)
-        .mark_circle(size=80, color="#111827", opacity=0.9)
+        .mark_circle(size=80 if len(points) <= 100 else 20, color="#111827", opacity=0.9 if len(points) <= 100 else 0.5)
         .encode(x="x:Q", y="y:Q", tooltip=[alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("y:Q", format=".4g")])
     )
-    return finish(alt.layer(lines, dots), "Data, sin(x) and the fitted polynomial")
+    title = "Your points and the fitted polynomial" if mine else "Data, sin(x) and the fitted polynomial"
+    return finish(alt.layer(lines, dots), title)
 
 
 def loss_chart(runs: Mapping[str, RunResult]):
@@ -67,7 +98,10 @@ def loss_chart(runs: Mapping[str, RunResult]):
     dashed rule in its colour (runs with different reductions or data have different optima).
     A run that diverged ends at its last finite loss."""
     names = list(runs)
-    data = _finite(long_runs({n: thin(r.history) for n, r in runs.items()}, "step", "loss"), "loss", positive=True)
+    per_run = max(100, MAX_ROWS // len(runs))
+    data = _finite(
+        long_runs({n: thin(r.history, per_run) for n, r in runs.items()}, "step", "loss"), "loss", positive=True
+    )
     optima = pd.DataFrame(
         [
             {"run": n, "optimum": r.metrics["closed_form_loss"]}
@@ -76,7 +110,7 @@ def loss_chart(runs: Mapping[str, RunResult]):
         ],
         columns=["run", "optimum"],
     )
-    scale = colors(names)
+    scale = run_colors(names)
     lines = (
         alt.Chart(data)
         .mark_line(strokeWidth=2, clip=True)
@@ -121,14 +155,19 @@ def eigen_chart(runs: Mapping[str, RunResult]):
                 axis=alt.Axis(format="~e"),
             ),
             y=alt.Y("row:N", title=None, sort=order, axis=alt.Axis(labelLimit=260)),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names, legend=None),
+            color=alt.Color("run:N", title=None, scale=run_colors(names), sort=names, legend=None),
             tooltip=["run:N", alt.Tooltip("eigenvalue:Q", format=".3g")],
         )
     )
     return finish(chart, "Hessian eigenvalues", height=60 + 45 * len(order))
 
 
-def scan_chart(result: RunResult, limit_label: str = "2/λmax"):
+def limit_label(optimizer: str) -> str:
+    """The name of the stability limit of plain (heavy-ball) gradient descent."""
+    return "2(1+β)/λmax" if optimizer == "momentum" else "2/λmax"
+
+
+def scan_chart(result: RunResult):
     """Loss after the epoch budget against the learning rate, log-log. Runs whose loss overflowed
     are drawn as red crosses along the top; the analytic stability limit is the vertical rule,
     the least-squares optimum the horizontal one, and the current lr a ring."""
@@ -178,7 +217,7 @@ def scan_chart(result: RunResult, limit_label: str = "2/λmax"):
         )
     limit = m.get("scan_limit", np.nan)
     if np.isfinite(limit):
-        rule = pd.DataFrame({"lr": [limit], "label": [f"{limit_label} = {limit:.3g}"]})
+        rule = pd.DataFrame({"lr": [limit], "label": [f"{limit_label(m['scan_optimizer'])} = {limit:.3g}"]})
         layers.append(alt.Chart(rule).mark_rule(strokeDash=[6, 4], strokeWidth=2, color="#111827").encode(x="lr:Q"))
         layers.append(
             alt.Chart(rule)
@@ -208,13 +247,24 @@ def coefficient_chart(runs: Mapping[str, RunResult]):
             x=alt.X("term:N", title="term", sort=terms, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("run:N", sort=names),
             y=alt.Y("value:Q", title="coefficient"),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            color=alt.Color("run:N", title=None, scale=run_colors(names), sort=names),
             shape=alt.Shape("run:N", title=None, sort=names),
             tooltip=["run:N", "term:N", alt.Tooltip("value:Q", format=".6g")],
         )
     )
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#9ca3af").encode(y="y:Q")
     return finish(alt.layer(zero, chart), "Coefficients in the raw power basis", height=HEIGHT - 20)
+
+
+def coefficient_text(runs: Mapping[str, RunResult]) -> pd.DataFrame:
+    """The table as text for the page: 6 significant digits, "diverged" for a run without a fitted
+    polynomial, blank for a term that a run of another degree does not have."""
+    table = coefficient_table(runs)
+    text = table.map(lambda v: "" if np.isnan(v) else f"{v:.6g}")
+    for name, r in runs.items():
+        if r.metrics["diverged"]:
+            text[name] = "diverged"
+    return text
 
 
 def coefficient_table(runs: Mapping[str, RunResult]) -> pd.DataFrame:
@@ -227,3 +277,16 @@ def coefficient_table(runs: Mapping[str, RunResult]) -> pd.DataFrame:
         table[name] = r.frames["coefficients"].set_index("term")["fitted"].reindex(terms).to_numpy()
     table[OPTIMUM] = first.frames["coefficients"]["closed_form"].to_numpy()
     return table
+
+
+def figures(runs: Mapping[str, RunResult]) -> dict:
+    """The page's charts by name (the page lays them out; `python -m core figures` writes them).
+    The first run is the current one; the scan is its own."""
+    current = next(iter(runs.values()))
+    return {
+        "fit": fit_chart(runs),
+        "loss": loss_chart(runs),
+        "scan": scan_chart(current),
+        "eigenvalues": eigen_chart(runs),
+        "coefficients": coefficient_chart(runs),
+    }
