@@ -41,6 +41,12 @@ class Case:
     run: Callable[..., Any]  # run(config, device, on_progress=None) -> RunResult
     check: Callable[[Any], list[str]] = lambda config: []  # cross-setting rules -> messages
     heavy: Callable[[Any], bool] = lambda config: False  # big enough to use several threads?
+    reference: Callable[[Any], Any] | None = None  # config -> the as-posted run to compare it with
+
+    def comparison(self, config: Any) -> Any | None:
+        """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""
+        ref = self.reference(config) if self.reference is not None else self.presets["as-posted"]
+        return None if ref is None or ref == config else ref
 
     def __post_init__(self):
         fields = [f.name for f in dataclasses.fields(self.config_cls)]

@@ -131,8 +131,8 @@ def cmd_figures(args) -> dict[str, Any]:
     case, config = configured(args)
     device = device_.pick(args.device)
     runs = {"current": runner.execute(case, config, device)}
-    reference = case.presets["as-posted"]
-    if config != reference:
+    reference = case.comparison(config)
+    if reference is not None:
         runs["as-posted"] = runner.execute(case, reference, device)
     prefix = f"{case.name}-{case.preset_name(config) or 'custom'}"
     paths = figures.write(figures.charts_for(case, runs), Path(args.out), prefix)

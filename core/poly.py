@@ -784,4 +784,5 @@ CASE = Case(
     settings=SETTINGS,
     run=run,
     check=check,
+    reference=reference,
 )

@@ -42,8 +42,9 @@ st.caption(f"Settings: **{preset or 'custom'}** · device: {ui.badge(device)}")
 
 result = ui.run(case, config, device)
 runs = {"current": result}
-if config != sine.AS_POSTED:
-    runs["as-posted"] = ui.run(case, sine.AS_POSTED, device, label="The as-posted run, for comparison")
+reference = case.comparison(config)
+if reference is not None:
+    runs["as-posted"] = ui.run(case, reference, device, label="The as-posted run, for comparison")
 m = result.metrics
 
 cols = st.columns(5)

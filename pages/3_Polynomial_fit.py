@@ -54,8 +54,8 @@ if config.points:
 
 result = ui.run(case, config, device)
 runs = {"current": result}
-reference = poly.reference(config)
-if reference is not None and config != reference:
+reference = case.comparison(config)
+if reference is not None:
     runs["as-posted"] = ui.run(case, reference, device, label="The as-posted run, for comparison")
 m = result.metrics
 limit_name = charts.limit_label(config.optimizer)

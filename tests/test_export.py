@@ -139,3 +139,18 @@ def test_script_cli_prints_the_script_with_the_settings():
     assert out.returncode == 0, out.stderr
     assert '"seed": 7' in out.stdout and '"optimizer": "adam"' in out.stdout
     compile(out.stdout, "exported.py", "exec")
+
+
+def test_charts_with_several_pins_stay_under_altairs_row_limit(cpu):
+    """Altair refuses more than 5000 rows: the current run, as-posted and three pins at the
+    full sine budget must still export."""
+    from core import figures
+
+    case = registry.get("sine")
+    base = dataclasses.replace(case.presets["as-posted"], n_points=200)
+    runs = {
+        name: runner.execute(case, dataclasses.replace(base, seed=i), cpu)
+        for i, name in enumerate(["current", "as-posted", "pin 1", "pin 2", "pin 3"])
+    }
+    for name, chart in figures.charts_for(case, runs).items():
+        assert figures.sized(chart), name  # to_dict() raises MaxRowsError past the limit

@@ -73,7 +73,8 @@ def loss_chart(
     """Loss per step on a log axis, one line per run. Non-positive losses cannot sit on a
     log axis and are left out (a run that diverged simply ends where its loss stopped
     being finite)."""
-    data = long_runs({k: thin(v) for k, v in runs.items()}, x, y)
+    per_run = max(200, 4000 // max(1, len(runs)))  # Altair refuses more than 5000 rows in all
+    data = long_runs({k: thin(v, per_run) for k, v in runs.items()}, x, y)
     data = data[np.isfinite(data[y]) & (data[y] > 0)]
     names = list(runs)
     chart = (
