@@ -86,7 +86,7 @@ pinned_configs = [c for label, c in ui.pinned(case).items() if label in pinned]
 # a compared preset that is also pinned is drawn once, as its pin
 runs = {k: r for k, r in runs.items() if k == name or case.presets[k] not in pinned_configs} | pinned
 
-figures = charts.figures(runs, details={})  # the sweep's charts; the detail's follow below
+figures = charts.figures(runs, details={})  # the sweep's charts, drawn before the detail trains
 cols = st.columns(3)
 for col, field in zip(cols, ("slope", "intercept", "final_loss"), strict=True):
     with col:
@@ -141,7 +141,7 @@ if not problems:
         pin_detail = linreg.detail_config(pin_config)
         if label in pinned and not case.errors(pin_detail):
             details[label] = ui.run(case, pin_detail, device, label=f"Pinned run {label}: its run in detail")
-    figures |= charts.figures({}, details)
+    figures = charts.figures(runs, details)  # all of them, each run in one colour throughout
     d = detail.metrics
     how = "shuffled" if d["shuffle"] else "not shuffled"
     st.markdown(

@@ -479,6 +479,27 @@ def test_the_pages_figures_with_pins_overlaid(bs):
                      if bs == 63 else "The 7 × 7 differences the loss averages")  # fmt: skip
 
 
+def test_a_run_keeps_its_colour_in_every_chart():
+    """A pinned sweep whose detail cannot run (here: its batch size would take too many steps) is missing
+    from the detail's charts; the pins after it keep the colours they have in the sweep's charts."""
+    from core.charts import linreg as charts
+
+    sweep, single = runner.execute(CASE, SMALL, CPU), runner.execute(CASE, linreg.detail_config(SMALL), CPU)
+    figures = charts.figures({"current": sweep, "pin 1": sweep, "pin 2": sweep}, {"current": single, "pin 2": single})
+
+    def color_of(chart, name):
+        for layer in _layers(chart):
+            scale = layer.get("encoding", {}).get("color", {}).get("scale", {})
+            if name in scale.get("domain", []):
+                return scale["range"][scale["domain"].index(name)]
+
+    pin2 = color_of(figures["slope"], "pin 2")
+    assert pin2 != color_of(figures["slope"], "pin 1")
+    assert color_of(figures["steps"], "pin 2") == color_of(figures["loss"], "pin 2") == pin2
+    assert color_of(figures["fit"], "fitted: pin 2") == pin2
+    assert color_of(figures["loss"], "current") == color_of(figures["slope"], "current")
+
+
 def test_figures_of_a_single_run_are_its_detail_charts():
     """What `python -m core figures linreg --set mode=single ...` writes: that run's charts (the CLI adds the
     as-posted sweep, which a single run's figures leave out)."""

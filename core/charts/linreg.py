@@ -25,34 +25,38 @@ def figures(runs: Mapping[str, RunResult], details: Mapping[str, RunResult] | No
     panels and the steps chart. details: single runs by name, the current one first: its fit and loss
     with the others' overlaid, and the differences its loss averages. Without `details`, the single runs
     among `runs` are the details, and the sweep charts are drawn only when the first run is a sweep (so
-    the CLI's figures of a single run are that run's charts).
+    the CLI's figures of a single run are that run's charts). A run has one colour in every chart.
     """
     sweeps = {name: r for name, r in runs.items() if "sweep" in r.frames}
     if details is None:
         details = {name: r for name, r in runs.items() if "sweep" not in r.frames}
         if sweeps and next(iter(runs)) not in sweeps:
             sweeps = {}
+    order = list(dict.fromkeys([*sweeps, *details]))  # every run: a pin without a detail shifts no colours
     out = {}
     if sweeps:
         ref = next(iter(sweeps.values())).frames["reference"].iloc[0]
         floor, needed = ref["loss_floor"], ref["steps_needed"]
         out |= {
-            "slope": sweep_chart(sweeps, "slope", "Final slope", truth=float(ref["slope"])),
-            "intercept": sweep_chart(sweeps, "intercept", "Final intercept", truth=float(ref["intercept"])),
+            "slope": sweep_chart(sweeps, "slope", "Final slope", truth=float(ref["slope"]), order=order),
+            "intercept": sweep_chart(
+                sweeps, "intercept", "Final intercept", truth=float(ref["intercept"]), order=order
+            ),
             "final_loss": sweep_chart(
                 sweeps,
                 "final_loss",
                 "Final training loss (the last batch)",
                 truth=float(floor) if np.isfinite(floor) else None,
                 log=True,
+                order=order,
             ),
-            "steps": steps_chart(sweeps, int(needed) if np.isfinite(needed) else None),
+            "steps": steps_chart(sweeps, int(needed) if np.isfinite(needed) else None, order=order),
         }
     if details:
         current = next(iter(details.values()))
         out |= {
-            "fit": fit_chart(details, "The data, the last batch and the fitted line"),
-            "loss": loss(details),
+            "fit": fit_chart(details, "The data, the last batch and the fitted line", order=order),
+            "loss": loss(details, order=order),
             "pairs": pairs_chart(current),
             "meant": meant_chart(current),
         }
@@ -76,7 +80,13 @@ def sweep_frame(runs: Mapping[str, RunResult]) -> pd.DataFrame:
 
 
 def sweep_chart(
-    runs: Mapping[str, RunResult], field: str, title: str, *, truth: float | None = None, log: bool = False
+    runs: Mapping[str, RunResult],
+    field: str,
+    title: str,
+    *,
+    truth: float | None = None,
+    log: bool = False,
+    order: list[str] | None = None,
 ):
     """One of the post's panels: the final `field` against batch size, one line per run and
     shuffle setting. A dotted rule marks the true value. Values of runs that diverged (NaN, inf, or on a
@@ -96,7 +106,7 @@ def sweep_chart(
             x=alt.X("batch_size:Q", title="batch size"),
             y=alt.Y(f"{field}:Q", title=field.replace("_", " ") + (" (log scale)" if log else ""),
                     scale=alt.Scale(type="log") if log else alt.Scale(zero=False)),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names, legend=legend),
+            color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names, legend=legend),
             strokeDash=alt.StrokeDash(
                 "shuffled:N", title=None, scale=DASHES, sort=list(SHUFFLE), legend=alt.Legend(orient="top")
             ),
@@ -110,7 +120,7 @@ def sweep_chart(
     return finish(alt.layer(*layers), title)
 
 
-def steps_chart(runs: Mapping[str, RunResult], needed: int | None = None):
+def steps_chart(runs: Mapping[str, RunResult], needed: int | None = None, order: list[str] | None = None):
     """Optimizer steps each batch size takes (the same with and without shuffling), log scale. The
     dotted rule: the fewest steps that can carry the slope from its start to the truth at about lr per step."""
     data = sweep_frame(runs).drop_duplicates(["run", "batch_size"])[["batch_size", "steps", "run"]]
@@ -121,7 +131,7 @@ def steps_chart(runs: Mapping[str, RunResult], needed: int | None = None):
         .encode(
             x=alt.X("batch_size:Q", title="batch size"),
             y=alt.Y("steps:Q", title="optimizer steps (log scale)", scale=alt.Scale(type="log")),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names),
             tooltip=["run:N", "batch_size:Q", alt.Tooltip("steps:Q", format=",")],
         )
     )
@@ -138,7 +148,7 @@ def steps_chart(runs: Mapping[str, RunResult], needed: int | None = None):
     return finish(alt.layer(*layers), "Optimizer steps each batch size takes")
 
 
-def fit_chart(runs: Mapping[str, RunResult], title: str):
+def fit_chart(runs: Mapping[str, RunResult], title: str, order: list[str] | None = None):
     """The data (grey), the first run's last full batch (dots), the true line (dashed), the
     starting line (grey) and every run's fitted line in its colour. Lines that leave the data's
     range (a diverged run) are clipped."""
@@ -150,7 +160,7 @@ def fit_chart(runs: Mapping[str, RunResult], title: str):
         .encode(x=alt.X("x:Q", title="x"), y=alt.Y("y:Q", title="y"))
     )
     fitted = {name: "fitted" if len(runs) == 1 else f"fitted: {name}" for name in runs}
-    run_colors = colors(list(runs)).range
+    run_colors = colors(list(runs), order).range
     batch = (
         alt.Chart(thin(f["batch"], 1000))
         .mark_circle(size=55, opacity=0.9, color=run_colors[0], stroke="white", strokeWidth=1)
@@ -251,7 +261,8 @@ def meant_chart(result: RunResult):
     return finish(bars, "The differences meant", height=max(HEIGHT, 12 * k))
 
 
-def loss(runs: Mapping[str, RunResult]):
+def loss(runs: Mapping[str, RunResult], order: list[str] | None = None):
     """Each single run's loss per step (log scale), thinned so that all of them stay a light chart."""
     per_run = MAX_ROWS // max(len(runs), 1)
-    return loss_chart({name: thin(r.history, per_run) for name, r in runs.items()}, title="One run: loss per step")
+    thinned = {name: thin(r.history, per_run) for name, r in runs.items()}
+    return loss_chart(thinned, title="One run: loss per step", order=order)
