@@ -519,7 +519,17 @@ def run_sweep(config: LinregConfig, device: torch.device, on_progress=None) -> R
         "initial_intercept": b0,
     }
     history = pd.concat([_thin(losses[k], bs, sh) for k, (bs, sh) in enumerate(runs)], ignore_index=True)
-    return RunResult(metrics=metrics, history=history, frames={"sweep": pd.DataFrame(rows)})
+    frames = {"sweep": pd.DataFrame(rows), "reference": reference(config, w0)}
+    return RunResult(metrics=metrics, history=history, frames=frames)
+
+
+def reference(config: LinregConfig, start_slope: float) -> pd.DataFrame:
+    """What the sweep's charts mark (one row): the data's slope and intercept, the loss meant at the
+    data's line (the noise variance; NaN without noise) and, for Adam, the fewest steps that reach the slope."""
+    needed = steps_needed(config, start_slope) if config.optimizer == "adam" else math.nan
+    floor = config.noise**2 if config.noise > 0 else math.nan
+    row = {"slope": config.slope, "intercept": config.intercept, "loss_floor": floor, "steps_needed": needed}
+    return pd.DataFrame([row])
 
 
 def _thin(loss: np.ndarray, bs: int, shuffle: bool, points: int = 300) -> pd.DataFrame:
@@ -529,6 +539,12 @@ def _thin(loss: np.ndarray, bs: int, shuffle: bool, points: int = 300) -> pd.Dat
 
 
 # ---------------------------------------------------------------------------- run, checks, diagnosis
+
+
+def detail_config(config: LinregConfig) -> LinregConfig:
+    """The one run shown in detail beside a sweep: batch_size, shuffled as the posted code was
+    (unless the sweep is unshuffled only)."""
+    return dataclasses.replace(config, mode="single", shuffle="false" if config.shuffle == "false" else "true")
 
 
 def run(config: LinregConfig, device: torch.device, on_progress=None) -> RunResult:

@@ -387,6 +387,11 @@ def pins(case: Case, config: Any, device: torch.device) -> dict[str, RunResult]:
     return runs
 
 
+def pinned(case: Case) -> dict[str, Any]:
+    """The pinned runs' settings by label: for a page that shows more than one run per setting."""
+    return {p["label"]: p["config"] for p in _pins(case)}
+
+
 # ------------------------------------------------------------------ export
 
 

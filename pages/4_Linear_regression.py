@@ -1,7 +1,5 @@
 """Case 4: linear regression that only converges for small, unshuffled batches."""
 
-import dataclasses
-
 import streamlit as st
 
 from core import linreg, registry, ui
@@ -20,6 +18,13 @@ st.markdown(
 )
 
 ui.init_settings(case)
+if st.session_state[ui.key(case, "mode")] != "sweep":  # a link may carry the CLI's mode=single
+    ui.load(case, {"mode": "sweep"})
+    st.info(
+        "From the link: mode=single is the CLI's single run. This page trains the sweep and shows the run at "
+        "batch_size in detail below it.",
+        icon=":material/link:",
+    )
 with st.sidebar:
     ui.preset_buttons(case)
     st.subheader("The loss and the budget")
@@ -76,15 +81,16 @@ for col, shuffled in zip(cols, (True, False), strict=False):
         )
 cols[2].metric("Steps, smallest → largest batch", f"{steps.iloc[0]:,} → {steps.iloc[-1]:,}")
 cols[3].metric("Sweep time", f"{result.seconds:.2f} s", help=f"{len(result.frames['sweep'])} fits, {result.device}")
+pinned = ui.pins(case, config, device)
+pinned_configs = [c for label, c in ui.pinned(case).items() if label in pinned]
+# a compared preset that is also pinned is drawn once, as its pin
+runs = {k: r for k, r in runs.items() if k == name or case.presets[k] not in pinned_configs} | pinned
 
+figures = charts.figures(runs, details={})  # the sweep's charts, drawn before the detail trains
 cols = st.columns(3)
-with cols[0]:
-    ui.chart(charts.sweep_chart(runs, "slope", "Final slope", truth=config.slope))
-with cols[1]:
-    ui.chart(charts.sweep_chart(runs, "intercept", "Final intercept", truth=config.intercept))
-with cols[2]:
-    floor = config.noise**2 if config.noise > 0 else None  # the loss meant, at the true line
-    ui.chart(charts.sweep_chart(runs, "final_loss", "Final training loss (the last batch)", truth=floor, log=True))
+for col, field in zip(cols, ("slope", "intercept", "final_loss"), strict=True):
+    with col:
+        ui.chart(figures[field])
 st.caption(
     "Solid lines: shuffled every epoch; dashed: not shuffled. Dotted: the true slope and intercept, and the noise "
     "variance, which is what the loss meant comes down to. The as-posted training loss is the broadcast one, "
@@ -94,7 +100,7 @@ st.caption(
 left, right = st.columns([3, 2])
 with left:
     needed = linreg.steps_needed(config, m["initial_slope"]) if config.optimizer == "adam" else None
-    ui.chart(charts.steps_chart(runs, needed))
+    ui.chart(figures["steps"])
 with right:
     if config.budget == "epochs":
         st.markdown("**The second cause: an epoch budget gives large batches few steps**")
@@ -124,12 +130,18 @@ with right:
         )
 
 st.subheader("One run in detail")
-detail_config = dataclasses.replace(config, mode="single", shuffle="false" if config.shuffle == "false" else "true")
+detail_config = linreg.detail_config(config)
 problems = case.errors(detail_config)
 for p in problems:
     st.error(f"**{p.split(':', 1)[0]}**: {p.split(':', 1)[1].strip()}", icon="⚠️")
 if not problems:
     detail = ui.run(case, detail_config, device, label="One run in detail")
+    details = {name: detail}
+    for label, pin_config in ui.pinned(case).items():  # each pinned sweep's run in detail, overlaid
+        pin_detail = linreg.detail_config(pin_config)
+        if label in pinned and not case.errors(pin_detail):
+            details[label] = ui.run(case, pin_detail, device, label=f"Pinned run {label}: its run in detail")
+    figures = charts.figures(runs, details)  # all of them, each run in one colour throughout
     d = detail.metrics
     how = "shuffled" if d["shuffle"] else "not shuffled"
     st.markdown(
@@ -142,8 +154,8 @@ if not problems:
         st.error("The loss became NaN or infinite: the run diverged. A smaller lr keeps the steps in range.", icon="💥")
     left, right = st.columns([3, 2])
     with left:
-        ui.chart(charts.fit_chart(detail, "The data, the last batch and the fitted line"))
-        ui.chart(charts.loss(detail))
+        ui.chart(figures["fit"])
+        ui.chart(figures["loss"])
     with right:
         st.markdown("**The shapes, as they really were**")
         st.dataframe(detail.frames["shapes"], hide_index=True, width="stretch")
@@ -160,9 +172,9 @@ if not problems:
         )
     left, middle, right = st.columns([2, 1, 1])
     with left:
-        ui.chart(charts.pairs_chart(detail))
+        ui.chart(figures["pairs"])
     with middle:
-        ui.chart(charts.meant_chart(detail))
+        ui.chart(figures["meant"])
     with right:
         st.markdown("**What the loss averages**")
         st.markdown(
@@ -185,4 +197,5 @@ st.caption(
     "Measured on the 2-core CPU, seeds 0-9: with targets (B, 1) and 5000 Adam steps for every batch size, every "
     "batch size from 10 to 1000, shuffled or not, ends within 0.05 of slope −4 and 0.02 of intercept 0."
 )
+ui.downloads(case, config, result, figures)
 ui.show_code(linreg.run_single, linreg.quadratic, linreg.fit_batched)

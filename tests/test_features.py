@@ -161,6 +161,92 @@ def test_poly_pins_overlay_and_survive_a_visit_to_another_page():
 
 def test_poly_downloads_are_offered():
     at = page("poly", query={"epochs": "100"})
+
+
+# ---------------------------------------------------------------- case 4 (linreg): sweeps, and one run in detail
+
+LINREG = registry.get("linreg")
+SMALL_SWEEP = {"batch_sizes_count": "5", "epochs": "10"}  # batch sizes 10, 257, 505, 752, 1000; 1000 steps at most
+SWEEP_CHARTS = (
+    "Final slope",
+    "Final intercept",
+    "Final training loss (the last batch)",
+    "Optimizer steps each batch size takes",
+)
+
+
+def series_by_chart(at: AppTest) -> dict[str, set[str]]:
+    """Chart title -> the names in its colour scales."""
+    out = {}
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec.get("title", {}).get("text")
+        names = set()
+        for layer in spec.get("layer", [spec]):
+            names.update(layer.get("encoding", {}).get("color", {}).get("scale", {}).get("domain", []))
+        out[title if isinstance(title, str) else title[0]] = names
+    return out
+
+
+def test_linreg_pins_overlay_the_sweeps_and_the_detail_and_survive_a_page_visit():
+    at = page("linreg")  # as posted
+    at.button(key="linreg._pin").click().run()
+    at.button(key="linreg.load.fixed-shape").click().run()
+    assert not at.exception and not at.error
+    by_chart = series_by_chart(at)
+    for title in SWEEP_CHARTS:  # the as-posted sweep is pinned: drawn once, as its pin
+        assert {"fixed-shape", "fixed", "pin 1 (as-posted)"} <= by_chart[title] and "as-posted" not in by_chart[title]
+    assert {"fixed-shape", "pin 1 (as-posted)"} <= by_chart["One run: loss per step"]
+    assert {"fitted: fixed-shape", "fitted: pin 1 (as-posted)"} <= by_chart[
+        "The data, the last batch and the fitted line"
+    ]
+    assert any("target_shape = as-posted" in m.value for m in at.markdown)  # what differs from the current run
+    at.switch_page("app.py").run()
+    at.switch_page(LINREG.page).run()
+    assert "pin 1 (as-posted)" in series_by_chart(at)["Final slope"]
+    at.button(key="linreg._unpin.1").click().run()
+    assert not at.exception
+    by_chart = series_by_chart(at)
+    assert all("pin 1 (as-posted)" not in names for names in by_chart.values())
+    assert "as-posted" in by_chart["Final slope"]  # the comparison is back
+
+
+def test_a_linreg_link_reproduces_the_view_and_a_preset_link_is_the_preset():
+    at = page("linreg", {"preset": "fixed-shape", "seed": "2", **SMALL_SWEEP})
+    assert not at.exception and not at.error and not at.warning
+    assert at.radio(key="linreg.target_shape").value == "fixed"
+    assert at.number_input(key="linreg.seed").value == 2 and at.number_input(key="linreg.epochs").value == 10
+    assert at.query_params == {"target_shape": "fixed", "seed": "2", **SMALL_SWEEP}
+    assert list(series_by_chart(at))[:4] == list(SWEEP_CHARTS)
+    at.button(key="linreg.load.fixed").click().run()
+    assert at.query_params == {"preset": "fixed"}
+    assert "Settings: **fixed**" in caption_text(at)
+
+
+def test_bad_linreg_link_values_fall_back_with_a_notice():
+    at = page("linreg", {"shuffle": "sometimes", "batch_size": "0", "lr": "fast", "colour": "red", **SMALL_SWEEP})
+    assert not at.exception and not at.error
+    notices = " ".join(w.value for w in at.warning)
+    assert "shuffle: must be one of true, false, both" in notices and "batch_size: must be >= 1" in notices
+    assert "lr: expected a number" in notices and "colour" in notices
+    assert at.radio(key="linreg.shuffle").value == "both" and at.number_input(key="linreg.epochs").value == 10
+    at.run()
+    assert not at.warning  # once
+    # a combination the case refuses falls back to the preset as it is
+    at = page("linreg", {"batch_sizes_to": "5000", "batch_sizes_count": "5"})
+    assert not at.exception and not at.error
+    assert "batch_sizes_to: must be at most n_points (1000)" in " ".join(w.value for w in at.warning)
+    assert at.number_input(key="linreg.batch_sizes_count").value == 100
+    # the CLI's mode=single: this page trains the sweep and shows that run in detail
+    at = page("linreg", {"mode": "single", "shuffle": "true", **SMALL_SWEEP})
+    assert not at.exception and not at.error
+    assert any("mode=single" in i.value for i in at.info)
+    assert "mode" not in at.query_params and at.query_params["shuffle"] == "true"
+    assert list(series_by_chart(at))[:4] == list(SWEEP_CHARTS)
+
+
+def test_linreg_downloads_are_offered_with_every_figure():
+    at = page("linreg", SMALL_SWEEP)
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == [
         "History (CSV)",
@@ -199,3 +285,6 @@ def test_poly_range_test_explodes_at_the_drawn_limit_and_applies_its_suggestion(
     assert not at.exception
     assert "does not apply to L-BFGS" in caption_text(at)
     assert not [b for b in at.button if b.key == "poly._lr_find_go"]
+
+    figures = at.selectbox(key="linreg._figure").options
+    assert figures == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "pairs", "meant"]

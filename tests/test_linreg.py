@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -429,25 +430,124 @@ def test_epoch_losses_are_mse_loss_over_the_last_epochs_batches():
     assert table.loc["the data's line", "as meant"] < table.loc["the fitted line", "as meant"]
 
 
+def _layers(chart) -> list[dict]:
+    spec = chart.to_dict()  # validates against the Vega-Lite schema, and Altair's 5000-row limit
+    datasets = spec.get("datasets", {})
+    layers = spec.get("layer", [spec])
+    return [dict(layer, rows=datasets.get(layer.get("data", {}).get("name"), [])) for layer in layers]
+
+
+def _domains(chart) -> set[str]:
+    return {
+        d
+        for layer in _layers(chart)
+        for d in layer.get("encoding", {}).get("color", {}).get("scale", {}).get("domain", [])
+    }
+
+
 @pytest.mark.parametrize("bs", [7, 63])
-def test_chart_builders_give_valid_specs(bs):
-    """Every chart of the page, for a small and a big batch (the heatmap shows 40 × 40 of it), and a diverged sweep."""
+def test_the_pages_figures_with_pins_overlaid(bs):
+    """Every chart of the page, for a small and a big batch (the heatmap shows 40 × 40 of it), with a
+    compared sweep and a pinned one that diverged: pins overlay the three panels, the steps, and the
+    detail's fit and loss in their own colour; the pairs are the current run's only."""
     from core.charts import linreg as charts
 
-    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=bs), CPU)
-    sweeps = {"current": runner.execute(CASE, SMALL, CPU)}
-    sweeps["diverged"] = runner.execute(CASE, dataclasses.replace(SMALL, optimizer="sgd", lr=10.0, epochs=40), CPU)
-    specs = [
-        charts.sweep_chart(sweeps, "slope", "Final slope", truth=-4.0),
-        charts.sweep_chart(sweeps, "final_loss", "Final training loss", truth=0.0025, log=True),
-        charts.steps_chart(sweeps, 452),
-        charts.fit_chart(single, "fit"),
-        charts.pairs_chart(single),
-        charts.meant_chart(single),
-        charts.loss(single),
-    ]
-    for chart in specs:
-        chart.to_dict()  # validates against the Vega-Lite schema
-    title = specs[4].to_dict()["title"]["text"]
+    current = dataclasses.replace(SMALL, batch_size=bs)
+    diverged = dataclasses.replace(SMALL, optimizer="sgd", lr=10.0, epochs=40, batch_size=bs)
+    fixed = dataclasses.replace(SMALL, target_shape="fixed", budget="steps", steps=50)
+    configs = {"current": current, "fixed": fixed, "pin 1": diverged}  # the page's order: current, compared, pinned
+    runs = {name: runner.execute(CASE, c, CPU) for name, c in configs.items()}
+    details = {name: runner.execute(CASE, linreg.detail_config(configs[name]), CPU) for name in ("current", "pin 1")}
+    figures = charts.figures(runs, details)
+    assert list(figures) == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "pairs", "meant"]
+    for name in ("slope", "intercept", "final_loss", "steps", "loss"):
+        assert {"current", "fixed", "pin 1"} & _domains(figures[name]) == (
+            {"current", "pin 1"} if name == "loss" else {"current", "fixed", "pin 1"}
+        ), name
+    assert {"fitted: current", "fitted: pin 1", "the data's line", "start"} <= _domains(figures["fit"])
+    assert "pin 1" not in str(figures["pairs"].to_dict()) and "pin 1" not in str(figures["meant"].to_dict())
+    # the rules mark the truth of the current settings; the diverged pin's slopes are left out, not drawn
+    slope = _layers(figures["slope"])
+    assert slope[0]["rows"] == [{"truth": -4.0}]
+    drawn = slope[1]["rows"]
+    assert all(abs(r["slope"]) < 1000 * 5 for r in drawn)
+    assert {r["run"] for r in drawn} >= {"current", "fixed"}
+    steps = _layers(figures["steps"])
+    assert steps[1]["rows"][0]["steps"] == linreg.steps_needed(current, linreg.init_line(0)[0])
+    title = figures["pairs"].to_dict()["title"]["text"]
     assert title == (["The 63 × 63 differences the loss averages", "(the first 40 rows and columns)"]
                      if bs == 63 else "The 7 × 7 differences the loss averages")  # fmt: skip
+
+
+def test_a_run_keeps_its_colour_in_every_chart():
+    """A pinned sweep whose detail cannot run (here: its batch size would take too many steps) is missing
+    from the detail's charts; the pins after it keep the colours they have in the sweep's charts."""
+    from core.charts import linreg as charts
+
+    sweep, single = runner.execute(CASE, SMALL, CPU), runner.execute(CASE, linreg.detail_config(SMALL), CPU)
+    figures = charts.figures({"current": sweep, "pin 1": sweep, "pin 2": sweep}, {"current": single, "pin 2": single})
+
+    def color_of(chart, name):
+        for layer in _layers(chart):
+            scale = layer.get("encoding", {}).get("color", {}).get("scale", {})
+            if name in scale.get("domain", []):
+                return scale["range"][scale["domain"].index(name)]
+
+    pin2 = color_of(figures["slope"], "pin 2")
+    assert pin2 != color_of(figures["slope"], "pin 1")
+    assert color_of(figures["steps"], "pin 2") == color_of(figures["loss"], "pin 2") == pin2
+    assert color_of(figures["fit"], "fitted: pin 2") == pin2
+    assert color_of(figures["loss"], "current") == color_of(figures["slope"], "current")
+
+
+def test_figures_of_a_single_run_are_its_detail_charts():
+    """What `python -m core figures linreg --set mode=single ...` writes: that run's charts (the CLI adds the
+    as-posted sweep, which a single run's figures leave out)."""
+    from core.charts import linreg as charts
+
+    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle="false"), CPU)
+    figures = charts.figures({"current": single, "as-posted": runner.execute(CASE, SMALL, CPU)})
+    assert list(figures) == ["fit", "loss", "pairs", "meant"]
+    assert list(charts.figures({"current": runner.execute(CASE, SMALL, CPU)})) == [
+        "slope",
+        "intercept",
+        "final_loss",
+        "steps",
+    ]
+
+
+def test_many_big_runs_stay_under_altairs_row_limit():
+    """A figure's data must stay under 5000 rows or its export fails: 1000 batch sizes × 2 shuffles per
+    sweep and 50,000-step histories, six of each."""
+    from core.charts import linreg as charts
+
+    sweep = runner.execute(CASE, SMALL, CPU)
+    sizes = np.repeat(np.arange(1, 1001), 2)
+    rows = pd.DataFrame({"batch_size": sizes, "shuffle": np.tile([True, False], 1000), "slope": -4.0,
+                         "intercept": 0.0, "final_loss": 0.0025, "steps": 100})  # fmt: skip
+    big = dataclasses.replace(sweep, frames={"sweep": rows, "reference": sweep.frames["reference"]})
+    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle="true"), CPU)
+    history = pd.DataFrame({"step": np.arange(1, 50_001), "loss": np.geomspace(1, 1e-3, 50_000)})
+    long = dataclasses.replace(single, history=history)
+    names = ["current", *(f"pin {i}" for i in range(1, 6))]
+    figures = charts.figures({n: big for n in names}, {n: long for n in names})
+    for name, chart in figures.items():
+        for layer in _layers(chart):
+            assert len(layer["rows"]) <= charts.MAX_ROWS, name
+    kept = {r["batch_size"] for r in _layers(figures["slope"])[1]["rows"]}
+    assert 1 in kept and 1000 in kept and len(kept) > 300  # evenly thinned, both ends kept
+
+
+def test_the_sweep_carries_what_its_charts_mark():
+    ref = runner.execute(CASE, SMALL, CPU).frames["reference"].iloc[0]
+    assert (ref["slope"], ref["intercept"]) == (-4.0, 0.0) and ref["loss_floor"] == pytest.approx(0.05**2)
+    assert ref["steps_needed"] == linreg.steps_needed(SMALL, linreg.init_line(0)[0])
+    sgd = runner.execute(CASE, dataclasses.replace(SMALL, optimizer="sgd", lr=0.1, noise=0.0), CPU)
+    assert np.isnan(sgd.frames["reference"].iloc[0][["loss_floor", "steps_needed"]].astype(float)).all()
+
+
+def test_the_detail_beside_a_sweep_is_shuffled_as_posted_unless_the_sweep_is_not():
+    assert linreg.detail_config(linreg.AS_POSTED) == dataclasses.replace(
+        linreg.AS_POSTED, mode="single", shuffle="true"
+    )
+    assert linreg.detail_config(dataclasses.replace(linreg.AS_POSTED, shuffle="false")).shuffle == "false"

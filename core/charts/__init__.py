@@ -26,11 +26,13 @@ FONT = "Arial, Liberation Sans, Helvetica, sans-serif"  # present in browsers an
 HEIGHT = 280
 
 
-def colors(names: list[str]) -> alt.Scale:
-    """A colour scale that gives the palette's series their colours and others the extras."""
+def colors(names: list[str], order: list[str] | None = None) -> alt.Scale:
+    """A colour scale that gives the palette's series their colours and others the extras.
+    order: every series of the page, when a chart shows only some of them, so each keeps its colour."""
     extra = iter(EXTRA)
-    rng = [PALETTE.get(n) or next(extra, "#6b7280") for n in names]
-    return alt.Scale(domain=list(names), range=rng)
+    everyone = list(dict.fromkeys([*(order or []), *names]))
+    by_name = {n: PALETTE.get(n) or next(extra, "#6b7280") for n in everyone}
+    return alt.Scale(domain=list(names), range=[by_name[n] for n in names])
 
 
 def finish(chart, title: str | None = None, height: int = HEIGHT):
@@ -69,10 +71,11 @@ def loss_chart(
     y: str = "loss",
     x: str = "step",
     y_title: str = "loss (log scale)",
+    order: list[str] | None = None,
 ):
     """Loss per step on a log axis, one line per run. Non-positive losses cannot sit on a
     log axis and are left out (a run that diverged simply ends where its loss stopped
-    being finite)."""
+    being finite). order: see `colors`."""
     per_run = max(200, 4000 // max(1, len(runs)))  # Altair refuses more than 5000 rows in all
     data = long_runs({k: thin(v, per_run) for k, v in runs.items()}, x, y)
     data = data[np.isfinite(data[y]) & (data[y] > 0)]
@@ -83,7 +86,7 @@ def loss_chart(
         .encode(
             x=alt.X(f"{x}:Q", title=x),
             y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log")),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+            color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names),
             tooltip=[alt.Tooltip("run:N"), alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".4g")],
         )
     )
