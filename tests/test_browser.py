@@ -134,3 +134,77 @@ def test_every_page_renders_without_an_exception(server, browser):
     finally:
         context.close()
     (SHOTS / "timings.json").write_text(json.dumps(timings, indent=2))
+
+
+# what issue 7 puts on each page, beyond pins, links and exports (which every page has)
+RANGE_TEST = {"sine", "cifar", "poly"}
+UPLOAD = {"sine", "poly"}
+
+
+def settle(page, timeout_s: float = PAGE_TIMEOUT_S) -> None:
+    """After a click: let the rerun start, then wait until it has finished."""
+    time.sleep(0.7)
+    wait_until_finished(page, timeout_s)
+
+
+def no_exception(page, where: str) -> None:
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, f"{where}: {boxes.first.inner_text()}"
+
+
+@pytest.mark.parametrize("name", [c.name for c in registry.CASES.values()])
+def test_compare_share_export_find_and_upload_in_the_browser(name, server, browser, tmp_path):
+    url, _ = server
+    case = registry.get(name)
+    path = re.sub(r"^\d+_", "", Path(case.page).stem)
+    context = browser.new_context(viewport={"width": 1440, "height": 2400}, accept_downloads=True)
+    page = context.new_page()
+    try:
+        # share: a link with a preset reproduces that view, and the URL keeps following the settings
+        page.goto(f"{url}/{path}?preset=fixed")
+        wait_until_finished(page)
+        no_exception(page, "link")
+        assert page.get_by_text("Settings: fixed", exact=False).count() > 0
+        assert "preset=fixed" in page.url
+
+        # compare: pin this run; it is listed, with the settings it differs in
+        page.get_by_role("button", name="Pin this run").click()
+        settle(page)
+        no_exception(page, "pin")
+        assert page.get_by_text("pin 1", exact=False).count() > 0
+
+        # export: the history downloads as CSV
+        page.get_by_text("Export: data, a standalone script", exact=False).click()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="History (CSV)").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        header = saved.read_text().splitlines()[0].split(",")
+        assert saved.suffix == ".csv" and "step" in header and "loss" in header
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Standalone script (.py)").click()
+        assert download.value.suggested_filename.endswith(".py")
+
+        if name in RANGE_TEST:
+            page.goto(f"{url}/{path}")  # the posted settings
+            wait_until_finished(page)
+            page.get_by_text("Find the learning rate (range test)", exact=False).click()
+            page.get_by_role("button", name="Run the range test").click()
+            settle(page)
+            no_exception(page, "range test")
+            use = page.get_by_role("button", name=re.compile(r"^Use lr = "))
+            suggested = use.inner_text().removeprefix("Use lr = ").strip()
+            use.click()
+            settle(page)
+            assert page.get_by_role("textbox", name="lr", exact=True).input_value() == suggested
+
+        if name in UPLOAD:
+            csv = tmp_path / "points.csv"
+            csv.write_text("x,y\n" + "\n".join(f"{i / 10},{(i / 10) ** 2 / 10}" for i in range(60)))
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(csv))
+            settle(page)
+            no_exception(page, "upload")
+            assert page.get_by_text("Your uploaded points are not part of the page's link.").count() == 1
+        page.screenshot(path=str(SHOTS / f"{name}-features.png"), full_page=True)
+    finally:
+        context.close()

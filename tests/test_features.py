@@ -161,6 +161,16 @@ def test_poly_pins_overlay_and_survive_a_visit_to_another_page():
 
 def test_poly_downloads_are_offered():
     at = page("poly", query={"epochs": "100"})
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == [
+        "History (CSV)",
+        "Run record (JSON)",
+        "Standalone script (.py)",
+        "PNG",
+        "SVG",
+        "All figures (zip)",
+    ]
+    assert at.selectbox(key="poly._figure").options == ["fit", "loss", "scan", "eigenvalues", "coefficients"]
 
 
 # ---------------------------------------------------------------- case 4 (linreg): sweeps, and one run in detail
@@ -256,7 +266,8 @@ def test_linreg_downloads_are_offered_with_every_figure():
         "SVG",
         "All figures (zip)",
     ]
-    assert at.selectbox(key="poly._figure").options == ["fit", "loss", "scan", "eigenvalues", "coefficients"]
+    figures = at.selectbox(key="linreg._figure").options
+    assert figures == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "pairs", "meant"]
 
 
 def test_poly_range_test_explodes_at_the_drawn_limit_and_applies_its_suggestion():
@@ -285,6 +296,3 @@ def test_poly_range_test_explodes_at_the_drawn_limit_and_applies_its_suggestion(
     assert not at.exception
     assert "does not apply to L-BFGS" in caption_text(at)
     assert not [b for b in at.button if b.key == "poly._lr_find_go"]
-
-    figures = at.selectbox(key="linreg._figure").options
-    assert figures == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "pairs", "meant"]
