@@ -7,9 +7,9 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from core import linreg, nets, registry, runner
+from core import linreg, registry, runner
 
 CASE = registry.get("linreg")
 CONFIG = dataclasses.replace(linreg.AS_POSTED, shuffle="true")
@@ -25,30 +25,8 @@ EXTRA = ("posted_tensors", "app_fixed")
 EXTRA_REPEAT = {"posted_tensors": 1}
 
 
-class LineFunction(Dataset):
-    """The post's Dataset (targets (1, 1) per item, so (B, 1, 1) per batch); its noise comes from
-    the run's generator instead of the global one."""
-
-    def __init__(self, a, b, n, x0=0, x1=1, noise=0, generator=None):
-        self._a = a
-        self._b = b
-        self._x = torch.linspace(x0, x1, n, requires_grad=False)
-        self._x = self._x.unsqueeze(1)
-        self._noise = torch.randn(n, 1, generator=generator) * noise
-        self._noise = self._noise.unsqueeze(1)
-
-    def __len__(self):
-        return len(self._x)
-
-    def __getitem__(self, idx):
-        x = self._x[idx]
-        y = self._a * x + self._b + self._noise[idx]
-        return x, y
-
-
 def setup():
-    c = CONFIG
-    return LineFunction(c.slope, c.intercept, c.n_points, noise=c.noise, generator=nets.generator(c.seed, 0))
+    return linreg.posted_dataset(CONFIG)
 
 
 def posted(dataset) -> None:

@@ -17,20 +17,9 @@ def setup():
 
 
 def posted(state) -> None:
-    """The post's loop (Variable and loss.data[0] replaced by today's equivalents)."""
+    """The post's loop: torch.tanh, the sum of squares, w.data -= lr * w.grad.data."""
     x, y, weights = state
-    layer_weights = [w.clone().requires_grad_() for w in weights]
-    losses = []
-    for _ in range(CONFIG.steps):
-        y_pred = torch.tanh(x.mm(layer_weights[0]))
-        for w in layer_weights[1:]:
-            y_pred = torch.tanh(y_pred.mm(w))
-        loss = (y_pred - y).pow(2).sum()
-        losses.append(loss.item())
-        loss.backward()
-        for w in layer_weights:
-            w.data -= CONFIG.lr * w.grad.data
-            w.grad.data.zero_()
+    sine.posted_loop(x, y, weights, CONFIG.lr, CONFIG.steps)
 
 
 def app(state) -> None:

@@ -293,6 +293,25 @@ def lr_find(config: SineConfig, device: torch.device, on_progress=None) -> RunRe
     )
 
 
+def posted_loop(x, y, weights, lr: float, steps: int) -> np.ndarray:
+    """The poster's own loop (Variable and loss.data[0] replaced by today's equivalents):
+    torch.tanh after every layer, the sum of squares, `w.data -= lr * w.grad.data`. The tests'
+    oracle for `run`, and the benchmark's posted side. Returns the loss of every step."""
+    layer_weights = [w.clone().requires_grad_() for w in weights]
+    losses = []
+    for _ in range(steps):
+        y_pred = torch.tanh(x.mm(layer_weights[0]))
+        for w in layer_weights[1:]:
+            y_pred = torch.tanh(y_pred.mm(w))
+        loss = (y_pred - y).pow(2).sum()
+        losses.append(loss.item())
+        loss.backward()
+        for w in layer_weights:
+            w.data -= lr * w.grad.data
+            w.grad.data.zero_()
+    return np.array(losses)
+
+
 # ---------------------------------------------------------------------------- diagnosis
 
 

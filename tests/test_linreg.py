@@ -14,43 +14,15 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from core import linreg, registry, runner
+from core.linreg import posted_dataset
 from core.settings import SettingError
 
 CASE = registry.get("linreg")
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
-
-
-class LineFunction(Dataset):
-    """The post's Dataset, with its noise drawn from the run's generator instead of the global
-    one (the post: Normal(0, 1).sample((n,)) * noise, then .unsqueeze(1)). `fixed` leaves out
-    that unsqueeze: the targets become (1,) per item, (B, 1) per batch."""
-
-    def __init__(self, a, b, n, x0=0, x1=1, noise=0, generator=None, fixed=False):
-        self._a = a
-        self._b = b
-        self._x = torch.linspace(x0, x1, n, requires_grad=False)
-        self._x = self._x.unsqueeze(1)
-        self._noise = torch.randn(n, 1, generator=generator) * noise
-        if not fixed:
-            self._noise = self._noise.unsqueeze(1)
-
-    def __len__(self):
-        return len(self._x)
-
-    def __getitem__(self, idx):
-        x = self._x[idx]
-        y = self._a * x + self._b + self._noise[idx]
-        return x, y
-
-
-def posted_dataset(config):
-    gen = torch.Generator().manual_seed(config.seed * 1_000)  # core.nets.generator(seed, 0)
-    fixed = config.target_shape == "fixed"
-    return LineFunction(config.slope, config.intercept, config.n_points, noise=config.noise, generator=gen, fixed=fixed)
 
 
 class EpochOrders(Sampler):

@@ -14,29 +14,12 @@ CASE = registry.get("sine")
 SEEDS = range(5)
 
 
-def posted_loop(x, y, weights, lr, steps):
-    """The poster's code, modernised only where PyTorch changed (Variable, loss.data[0])."""
-    layer_weights = [w.clone().requires_grad_() for w in weights]
-    losses = []
-    for _ in range(steps):
-        y_pred = torch.tanh(x.mm(layer_weights[0]))
-        for w in layer_weights[1:]:
-            y_pred = torch.tanh(y_pred.mm(w))
-        loss = (y_pred - y).pow(2).sum()
-        losses.append(loss.item())
-        loss.backward()
-        for w in layer_weights:
-            w.data -= lr * w.grad.data
-            w.grad.data.zero_()
-    return np.array(losses), y_pred.detach()
-
-
 @pytest.mark.parametrize("preset", ["as-posted", "as-posted-deep"])
 def test_as_posted_is_the_posted_code(preset, cpu):
     config = dataclasses.replace(CASE.presets[preset], steps=300)
     x, y = sine.make_data(config.n_points, config.seed)
     weights = [w for k, w in sine.init_params(config).items() if k.endswith("weight")]
-    expected, _ = posted_loop(x, y, weights, config.lr, config.steps)
+    expected = sine.posted_loop(x, y, weights, config.lr, config.steps)
     result = runner.execute(CASE, config, cpu)
     np.testing.assert_allclose(result.history["loss"].to_numpy(), expected, rtol=2e-4)
 

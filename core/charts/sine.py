@@ -82,41 +82,29 @@ def units_chart(runs: Mapping[str, RunResult]):
     return finish(alt.layer(band, dots), "Where each first-layer unit switches")
 
 
-def saturation_chart(runs: Mapping[str, RunResult]):
-    """Share of hidden activations in the flat part of the activation, over training."""
-    data = long_runs({n: r.frames["saturation"] for n, r in runs.items()}, "step", "saturated_fraction")
+def _over_training(runs: Mapping[str, RunResult], column: str, title: str, y: alt.Y):
+    data = long_runs({n: r.frames["saturation"] for n, r in runs.items()}, "step", column)
     names = list(runs)
     chart = (
         alt.Chart(data)
         .mark_line(strokeWidth=2)
-        .encode(
-            x=alt.X("step:Q"),
-            y=alt.Y(
-                "saturated_fraction:Q",
-                title="saturated share",
-                scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%"),
-            ),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
-        )
+        .encode(x=alt.X("step:Q"), y=y, color=alt.Color("run:N", title=None, scale=colors(names), sort=names))
     )
-    return finish(chart, "Saturated hidden activations", height=HEIGHT - 60)
+    return finish(chart, title, height=HEIGHT - 60)
+
+
+def saturation_chart(runs: Mapping[str, RunResult]):
+    """Share of hidden activations in the flat part of the activation, over training."""
+    y = alt.Y(
+        "saturated_fraction:Q", title="saturated share", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")
+    )
+    return _over_training(runs, "saturated_fraction", "Saturated hidden activations", y)
 
 
 def preact_chart(runs: Mapping[str, RunResult]):
     """RMS of the output pre-activation over training: above ~4, the output tanh is flat."""
-    data = long_runs({n: r.frames["saturation"] for n, r in runs.items()}, "step", "output_preact_rms")
-    names = list(runs)
-    chart = (
-        alt.Chart(data)
-        .mark_line(strokeWidth=2)
-        .encode(
-            x=alt.X("step:Q"),
-            y=alt.Y("output_preact_rms:Q", title="RMS of z"),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
-        )
-    )
-    return finish(chart, "Output pre-activation z (RMS over the data)", height=HEIGHT - 60)
+    y = alt.Y("output_preact_rms:Q", title="RMS of z")
+    return _over_training(runs, "output_preact_rms", "Output pre-activation z (RMS over the data)", y)
 
 
 def figures(runs: Mapping[str, RunResult]) -> dict:
