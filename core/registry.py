@@ -5,11 +5,11 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 
-from core import sine
+from core import cifar, sine
 from core.case import Case
 from core.settings import SettingError
 
-CASES: Mapping[str, Case] = types.MappingProxyType({c.name: c for c in (sine.CASE,)})  # read-only
+CASES: Mapping[str, Case] = types.MappingProxyType({c.name: c for c in (sine.CASE, cifar.CASE)})  # read-only
 
 
 def get(name: str) -> Case:
