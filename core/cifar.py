@@ -78,8 +78,9 @@ PRESETS = {
     "x255-lr2": dataclasses.replace(X255, layer1_lr_scale=INV_S2, layer2_lr_scale=INV_S2),
     # the s² rule: layer 1 starts s times smaller and learns s² times slower; layer 2 as posted
     "x255-rule": dataclasses.replace(X255, layer1_init_scale=INV_S, layer1_lr_scale=INV_S2),
-    # ours: standardised inputs (which also makes any input_scale harmless) and biases
-    "fixed": dataclasses.replace(AS_POSTED, normalize="standardize", bias=True, lr=0.01),
+    # ours: standardised inputs (which also makes any input_scale harmless) and biases; on the
+    # stand-in's quick view (5,000 images, seed 0) 56.8% against as-posted's 50.6% (lr 0.01: 55.7%)
+    "fixed": dataclasses.replace(AS_POSTED, normalize="standardize", bias=True),
 }
 
 # The post's table, in its order, with what the poster reported for each row.
@@ -180,7 +181,7 @@ def init_params(config: CifarConfig, n_classes: int) -> dict[str, torch.Tensor]:
     return params
 
 
-def pixel_stats(x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def pixel_stats(x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """(2, 3, 1) float64: per-channel mean and std of uint8 images (N, 3072), in pixel units.
     Exact integer sums chunk by chunk: no float copy of the whole set."""
     total = torch.zeros(2, 3, dtype=torch.int64, device=x.device)
@@ -288,7 +289,7 @@ def run(config: CifarConfig, device: torch.device, on_progress=None) -> RunResul
     g = nets.generator(config.seed, 2)  # the batch order
     order = [torch.empty(0)]  # this epoch's permutation
     correct = torch.zeros(steps, dtype=torch.int64, device=device)  # per step, before its update (as posted)
-    record_every = max(1, steps // 200)
+    record_every = max(5, steps // 200)  # the per-layer records cost a weight copy each: ~1 ms
     dead = torch.zeros(math.ceil(steps / record_every), device=device)  # units silent on the whole batch
 
     def loss_fn(step: int) -> torch.Tensor:

@@ -323,3 +323,35 @@ def test_the_posted_reshape_bug_is_explained_when_it_would_bite():
     assert cifar.reshape_note(cifar.AS_POSTED, 50_000) is None
     assert "last batch of each epoch holds 100" in cifar.reshape_note(cifar.AS_POSTED, 1100)
     assert "batch_size 128" in cifar.reshape_note(dataclasses.replace(cifar.AS_POSTED, batch_size=128), 50_000)
+
+
+MEMORY_SCRIPT = """
+import dataclasses, json, resource, torch
+from core import cifar, registry, runner
+config = dataclasses.replace(cifar.AS_POSTED, dataset="synthetic", epochs=1)
+result = runner.execute(registry.get("cifar"), config, torch.device("cpu"))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"train_size": result.metrics["train_size"], "peak_mb": peak_mb}))
+"""
+
+
+@pytest.mark.slow
+def test_the_full_training_set_trains_in_under_1_5_gb():
+    """A fresh process (torch, the stand-in's 60,000 images, one epoch of all 50,000 and the
+    test pass): its peak resident memory, torch's own ~0.6-0.75 GB included."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    assert measured["train_size"] == 50_000
+    assert measured["peak_mb"] < 1500, measured

@@ -167,7 +167,7 @@ def images_chart(result: RunResult):
             "verdict:N", legend=None, scale=alt.Scale(domain=["right", "wrong"], range=["#16a34a", "#dc2626"])
         ),
     )
-    chart = alt.layer(images, truth, guess).properties(width=GRID_COLUMNS * 72)
+    chart = alt.layer(images, truth, guess)
     return finish(chart, "Test images: true label, then the prediction", height=rows * 100 + 60)  # + title, axis
 
 
