@@ -224,25 +224,32 @@ else:
     for i, (name, c) in enumerate(configs.items(), start=1):
         done[name] = ui.run(case, c, device, label=f"The post's table, {i} of {len(configs)}: {name}")
     table = cifar.table_frame(done)
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_order=[
+            "preset", "test_accuracy", "post says", "final_loss", "dead_relus", "first_step_move", "initial_logits",
+            "changes",
+        ],
+        column_config={
+            "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+            "final_loss": st.column_config.NumberColumn("final loss", format="%.4f"),
+            "dead_relus": st.column_config.NumberColumn("dead ReLUs", format="percent"),
+            "first_step_move": st.column_config.NumberColumn("1st step moves z ×", format="%.3g"),
+            "initial_logits": st.column_config.NumberColumn("initial logits ×", format="%.3g"),
+        },
+    )  # fmt: skip
     left, right = st.columns([3, 2])
     with left:
-        st.dataframe(
-            table.drop(columns=["classes"]),
-            hide_index=True,
-            column_config={
-                "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-                "final_loss": st.column_config.NumberColumn("final loss", format="%.4f"),
-                "dead_relus": st.column_config.NumberColumn("dead ReLUs", format="percent"),
-                "first_step_move": st.column_config.NumberColumn("1st step moves z ×", format="%.3g"),
-                "initial_logits": st.column_config.NumberColumn("initial logits ×", format="%.3g"),
-            },
-        )
+        ui.chart(charts.table_chart(table, charts.data_label(done["as-posted"])))
+    with right:
         st.caption(
             "`1st step moves z ×`: how far the first SGD step moves layer 1's pre-activations, and "
-            "`initial logits ×`: how large the logits start, both relative to as-posted on the same batch."
+            "`initial logits ×`: how large the logits start, both relative to as-posted on the same batch. "
+            "Only the rule puts both back at 1: weights / 255 on both layers shrinks the logits 255-fold, "
+            "lr / 255² leaves them 255-fold, and lr / 255 still moves z 255-fold too far (more with the "
+            "saturated softmax)."
         )
-    with right:
-        ui.chart(charts.table_chart(table, charts.data_label(done["as-posted"])))
 
 st.subheader("Diagnosis")
 ui.findings(case, cifar.diagnose(config, result))

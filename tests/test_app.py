@@ -28,7 +28,7 @@ CHARTS = {
         "Gradient norm per layer",
         "Update / weight ratio per layer",
         "Dead ReLUs over training",
-        "Test images: true label, then the prediction",
+        "Test images: true label, then the prediction (green if right)",
         "One SGD step moves layer 1's pre-activations ~s² as far",
     ],
 }

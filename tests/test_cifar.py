@@ -242,6 +242,21 @@ def test_same_config_same_results():
     }
 
 
+@pytest.mark.parametrize("preset", ["as-posted", "fixed"])
+def test_same_results_whatever_the_thread_count(preset, monkeypatch):
+    """The thread policy gives a run 1 or 2 threads depending on what else runs; the
+    history must not depend on it (see cifar._Linear2)."""
+    from core import threads
+
+    config = small(preset, train_size=2100, epochs=2)
+    runs = []
+    for cores in (1, 2):
+        monkeypatch.setattr(threads.POLICY, "cores", cores)
+        runs.append(runner.execute(CASE, config, CPU))
+    np.testing.assert_array_equal(runs[0].history["loss"].to_numpy(), runs[1].history["loss"].to_numpy())
+    assert runs[0].metrics["test_accuracy"] == runs[1].metrics["test_accuracy"]
+
+
 def test_result_shapes_metrics_and_charts():
     config = small(train_size=1100, epochs=2)
     r = runner.execute(CASE, config, CPU)

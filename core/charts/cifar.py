@@ -149,7 +149,7 @@ def images_chart(result: RunResult):
         verdict=lambda f: np.where(f["correct"], "right", "wrong"),
     )
     rows = int(data["row"].max()) + 1 if len(data) else 1
-    caption = f"{data_label(result)} · the prediction in green when right, red when wrong"
+    caption = data_label(result)
     base = alt.Chart(data).encode(
         x=alt.X(
             "col:Q",
@@ -168,7 +168,8 @@ def images_chart(result: RunResult):
         ),
     )
     chart = alt.layer(images, truth, guess)
-    return finish(chart, "Test images: true label, then the prediction", height=rows * 100 + 60)  # + title, axis
+    title = "Test images: true label, then the prediction (green if right)"
+    return finish(chart, title, height=rows * 100 + 60)  # + 60: the title and axis title, inside the height
 
 
 def rule_chart(sweep: pd.DataFrame):
