@@ -18,3 +18,24 @@ and optionally:
 
 The harness times posted and app interleaved, repeated, and reports medians and ratios.
 """
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    Linux's `ru_maxrss` is inherited: a child started by a 2 GB parent (pytest after the
+    AppTest runs, say) reports at least 2 GB even if it never touches a page, because exec
+    folds the parent's high-water mark into it. /proc/self/status's VmHWM belongs to this
+    process's own memory map, so it is used where it exists."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1024 * 1024 if sys.platform == "darwin" else 1024)  # macOS reports bytes

@@ -22,7 +22,6 @@ import importlib
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import statistics
@@ -32,6 +31,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from bench import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("sine", "cifar", "poly", "linreg")
@@ -120,7 +121,7 @@ def run_one(name: str, repeat: int) -> dict:
     if hasattr(mod, "FLOPS"):
         out["flops"] = mod.FLOPS
         out["matmul_peak_gflops"] = matmul_peak_gflops(cores)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     out["torch"] = torch.__version__
     return out
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 
-from core import linreg, poly, sine
+from core import cifar, linreg, poly, sine
 from core.case import Case
 from core.settings import SettingError
 
 CASES: Mapping[str, Case] = types.MappingProxyType(
-    {c.name: c for c in (sine.CASE, poly.CASE, linreg.CASE)}  # read-only, in case order
+    {c.name: c for c in (sine.CASE, cifar.CASE, poly.CASE, linreg.CASE)}  # read-only, in case order
 )
 
 

@@ -22,6 +22,15 @@ CHARTS = {
         "Saturated hidden activations",
         "Output pre-activation z (RMS over the data)",
     ],
+    "cifar": [
+        "Training loss per step",
+        "Test accuracy per epoch",
+        "Gradient norm per layer",
+        "Update / weight ratio per layer",
+        "Dead ReLUs over training",
+        "Test images: true label, then the prediction (green if right)",
+        "One SGD step moves layer 1's pre-activations ~s² as far",
+    ],
     "poly": [
         "Data, sin(x) and the fitted polynomial",
         "Loss per epoch (dashed: the least-squares optimum)",
@@ -40,6 +49,14 @@ CHARTS = {
         "The differences meant",
     ],
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch, tmp_path):
+    """No test touches the network: the CIFAR page finds no CIFAR-10 in an empty cache folder
+    and may not download it, so it switches to the synthetic stand-in (and says so)."""
+    monkeypatch.setenv("CLINIC_DATA_DIR", str(tmp_path / "no-cifar"))
+    monkeypatch.setenv("CLINIC_OFFLINE", "1")
 
 
 def open_page(case_name: str | None = None) -> AppTest:
@@ -136,6 +153,43 @@ def test_settings_survive_a_visit_to_another_page():
     at.switch_page(registry.get("sine").page).run()
     assert at.radio(key="sine.optimizer").value == "adam"
     assert "Settings: **answer**" in " ".join(c.value for c in at.caption)
+
+
+def test_cifar_without_cifar10_uses_the_labelled_stand_in_and_explains_the_rule():
+    at = open_page("cifar")
+    assert_clean(at)
+    assert at.radio(key="cifar.dataset").value == "synthetic"
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Synthetic stand-in.** CIFAR-10 is not in" in text and "downloads are off: CLINIC_OFFLINE=1" in text
+    assert (
+        "data: **synthetic stand-in**, the first 5,000 training images × 20 epochs, tested on the first 2,000"
+        in " ".join(c.value for c in at.caption)
+    )
+    assert "s² times as much" in text
+    # a preset changes the recipe and keeps the data and the budget
+    at.button(key="cifar.load.x255").click().run()
+    assert at.text_input(key="cifar.input_scale").value == "255"
+    assert at.number_input(key="cifar.train_size").value == 5000
+    accuracy, loss = float(at.metric[0].value.rstrip("%")), float(at.metric[2].value)
+    assert abs(accuracy - 10) < 2 and abs(loss - 2.3026) < 0.01  # chance, and ln 10
+    # its diagnosis button applies the s² rule: the as-posted run again
+    at.button(key="cifar.fix.scaled-input").click().run()
+    assert_clean(at)
+    assert "Settings: **x255-rule**" in " ".join(c.value for c in at.caption)
+
+
+def test_cifar_bad_input_is_a_message_not_a_traceback():
+    at = open_page("cifar")
+    at.text_input(key="cifar.input_scale").set_value("0").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["**input_scale**: must be > 0 and <= 1000000 (got 0)"]
+    at.text_input(key="cifar.input_scale").set_value("1")
+    at.radio(key="cifar.dataset").set_value("folder").run()
+    assert not at.exception
+    assert at.error[0].value.startswith("**data_root**: give the folder that holds train/")
+    at.text_input(key="cifar.data_root").set_value("/no/such/folder").run()
+    assert not at.exception
+    assert at.error[0].value == "data_root: /no/such/folder is not a folder"
 
 
 def test_poly_bad_input_is_a_message_and_divergence_a_result():

@@ -1,0 +1,447 @@
+"""Case 2's images from three sources, one loader path: CIFAR-10, a folder of your own
+images, or a synthetic stand-in made in code.
+
+Whatever the source, the result is an `Images`: the training and test images held once
+as uint8 tensors (N, 3072) on the device, in the order that `ToTensor()` followed by the
+post's `x.reshape(250, -1)` gives (the red plane, then green, then blue, each row by row),
+with labels and class names. Training converts them to float one batch at a time; no
+float copy of the whole set is ever made. Loaded sets are kept in a small process-wide
+cache (one copy per source, folder and device), shared by the app's sessions, the CLI
+and the benchmark.
+
+torchvision is imported only by the functions that read CIFAR-10 or a folder, so that
+`import core.registry` stays light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import pickle
+import threading
+import time
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core import nets
+from core.settings import SettingError
+
+SOURCES = ("cifar10", "folder", "synthetic")
+LABELS = {"cifar10": "cifar10", "folder": "folder", "synthetic": "synthetic stand-in"}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+DATA_DIR_ENV = "CLINIC_DATA_DIR"
+OFFLINE_ENV = "CLINIC_OFFLINE"  # set to 1: never download (tests, air-gapped machines)
+DOWNLOAD_TIMEOUT_S = 10  # per connection attempt and per read: fail fast when offline
+RETRY_AFTER_S = 600  # after a failed download, do not try again for this long (unless asked)
+SYNTHETIC_SIZES = (50_000, 10_000)  # train, test: CIFAR-10's sizes
+SYNTHETIC_SEED = 2020  # one fixed stand-in data set, like CIFAR-10 itself; runs differ by their own seed
+FOLDER_MAX_IMAGES = 200_000
+PIXELS = 3 * 32 * 32
+
+
+@dataclass(frozen=True)
+class Images:
+    train_x: torch.Tensor  # (N, 3072) uint8, channel planes R, G, B, each 32x32 row by row
+    train_y: torch.Tensor  # (N,) int64
+    test_x: torch.Tensor  # (M, 3072) uint8
+    test_y: torch.Tensor  # (M,) int64
+    classes: tuple[str, ...]
+    source: str  # "cifar10", "folder" or "synthetic stand-in": shown wherever results appear
+    root: str  # the folder it was read from ("" for the synthetic stand-in)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+ProgressFn = Callable[[int, int], None]  # (bytes done, bytes in all; 0 when unknown)
+
+
+# ---------------------------------------------------------------------------- where
+
+
+def default_root() -> Path:
+    """The cache folder: $CLINIC_DATA_DIR, else ~/.cache/convergence-clinic."""
+    env = os.environ.get(DATA_DIR_ENV, "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "convergence-clinic"
+
+
+def cifar10_root(data_root: str) -> Path:
+    return Path(data_root).expanduser() if data_root.strip() else default_root()
+
+
+def cifar10_on_disk(data_root: str) -> bool:
+    folder = cifar10_root(data_root) / CIFAR10_FOLDER
+    return all((folder / f).is_file() for f in CIFAR10_FILES)
+
+
+# ---------------------------------------------------------------------------- download
+
+_failures: dict[str, tuple[float, str]] = {}  # root -> (when, why): a download that failed
+_failures_lock = threading.Lock()
+
+
+def download_failure(data_root: str) -> str | None:
+    """Why a download into this root would fail now: downloads are off, or the last one
+    failed in the last RETRY_AFTER_S."""
+    if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
+        return f"downloads are off: {OFFLINE_ENV}={os.environ[OFFLINE_ENV]}"
+    with _failures_lock:
+        when, why = _failures.get(str(cifar10_root(data_root)), (0.0, ""))
+    return why if time.monotonic() - when < RETRY_AFTER_S else None
+
+
+def forget_download_failures() -> None:
+    with _failures_lock:
+        _failures.clear()
+
+
+def download_cifar10(data_root: str, on_progress: ProgressFn | None = None) -> None:
+    """Fetch and unpack CIFAR-10 (163 MB) into the root, unless it is there already.
+
+    The archive's URL and MD5 are torchvision's (`CIFAR10.url`, `CIFAR10.tgz_md5`); it is
+    read in chunks with a timeout so that an offline machine fails in seconds, not minutes,
+    and `on_progress(done, total)` sees every chunk. Raises SettingError on `dataset` with
+    the reason; a failure is remembered for RETRY_AFTER_S (see `download_failure`).
+    """
+    if cifar10_on_disk(data_root):
+        return
+    root = cifar10_root(data_root)
+    known = download_failure(data_root)
+    if known is not None:
+        raise SettingError("dataset", _unavailable(root, known))
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import extract_archive
+
+    archive = root / CIFAR10.filename
+    partial = archive.with_suffix(".part")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        md5 = hashlib.md5()
+        with urllib.request.urlopen(CIFAR10.url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as f:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                md5.update(chunk)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, total)
+        if md5.hexdigest() != CIFAR10.tgz_md5:
+            raise OSError(f"the archive's MD5 is {md5.hexdigest()}, expected {CIFAR10.tgz_md5} (a broken download)")
+        partial.replace(archive)
+        extract_archive(str(archive), str(root))
+        archive.unlink()
+        if not cifar10_on_disk(data_root):
+            raise OSError(f"the archive did not contain {CIFAR10_FOLDER}/ with {', '.join(CIFAR10_FILES)}")
+    except Exception as e:  # no network, a proxy, a full disk: all end the same way for the user
+        partial.unlink(missing_ok=True)
+        why = _reason(e)
+        with _failures_lock:
+            _failures[str(root)] = (time.monotonic(), why)
+        raise SettingError("dataset", _unavailable(root, why)) from None
+
+
+def _reason(e: Exception) -> str:
+    reason = getattr(e, "reason", None)  # urllib's URLError wraps the socket's error
+    return str(reason if reason is not None else e) or type(e).__name__
+
+
+def _unavailable(root: Path, why: str) -> str:
+    return (
+        f"CIFAR-10 is not in {root / CIFAR10_FOLDER} and the download failed ({why}). "
+        f"Put the unpacked {CIFAR10_FOLDER}/ folder under data_root (or ${DATA_DIR_ENV}), "
+        "or use dataset = synthetic, the offline stand-in"
+    )
+
+
+# ---------------------------------------------------------------------------- read
+
+
+def cifar10_dataset(data_root: str, train: bool, transform=None):
+    """`torchvision.datasets.CIFAR10` over the batch files in <root>/cifar-10-batches-py.
+
+    The files' checksums are not checked here (the archive's is, when we download it), so
+    that CIFAR-format batch files from elsewhere load too: tests, the benchmark, your own.
+    """
+    from torchvision.datasets import CIFAR10
+
+    class CifarFiles(CIFAR10):
+        def _check_integrity(self) -> bool:
+            return cifar10_on_disk(str(self.root))
+
+        def _load_meta(self) -> None:
+            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    return CifarFiles(str(cifar10_root(data_root)), train=train, transform=transform)
+
+
+def read_cifar10(data_root: str) -> Images:
+    """CIFAR-10 (or any CIFAR-format batch files) through `torchvision.datasets.CIFAR10`."""
+    root = cifar10_root(data_root)
+    try:
+        train, test = cifar10_dataset(data_root, train=True), cifar10_dataset(data_root, train=False)
+    except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, RuntimeError) as e:
+        raise SettingError("data_root", f"cannot read the CIFAR-10 files in {root / CIFAR10_FOLDER}: {e}") from None
+    return Images(
+        *_planes(train.data, train.targets),
+        *_planes(test.data, test.targets),
+        classes=tuple(train.classes),
+        source=LABELS["cifar10"],
+        root=str(root),
+    )
+
+
+def _planes(hwc: np.ndarray, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 32, 32, 3) uint8 images -> (N, 3072) in ToTensor's channel-plane order, labels (N,)."""
+    x = torch.from_numpy(np.ascontiguousarray(hwc.transpose(0, 3, 1, 2))).reshape(len(hwc), PIXELS)
+    return x, torch.as_tensor(np.asarray(labels, dtype=np.int64))
+
+
+def read_folder(data_root: str) -> Images:
+    """`torchvision.datasets.ImageFolder` over <root>/train/<class>/... and <root>/test/<class>/...,
+    every image converted to RGB and resized to 32x32. Raises SettingError on data_root with
+    what is wrong: no root given, a missing root or split, unreadable images, classes that differ."""
+    if not data_root.strip():
+        raise SettingError("data_root", "give the folder that holds train/<class>/… and test/<class>/… images")
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise SettingError("data_root", f"{root} is not a folder")
+    missing = [s for s in ("train", "test") if not (root / s).is_dir()]
+    if missing:
+        raise SettingError(
+            "data_root",
+            f"{root} has no {' and no '.join(m + '/' for m in missing)} folder; "
+            "expected <root>/train/<class>/<image> and <root>/test/<class>/<image>",
+        )
+    splits = {s: _read_split(root / s) for s in ("train", "test")}
+    (train_x, train_y, train_classes), (test_x, test_y, test_classes) = splits["train"], splits["test"]
+    if train_classes != test_classes:
+        only_train = sorted(set(train_classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(train_classes))
+        raise SettingError(
+            "data_root",
+            "train/ and test/ must hold the same class folders; "
+            f"only in train/: {', '.join(only_train) or 'none'}; only in test/: {', '.join(only_test) or 'none'}",
+        )
+    if len(train_classes) < 2:
+        raise SettingError("data_root", f"needs at least 2 class folders in train/ (found {len(train_classes)})")
+    return Images(train_x, train_y, test_x, test_y, tuple(train_classes), LABELS["folder"], str(root))
+
+
+def _read_split(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    def load_rgb(path: str) -> Image.Image:
+        with Image.open(path) as img:
+            return img.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)
+
+    try:
+        dataset = ImageFolder(str(folder), loader=load_rgb)
+    except FileNotFoundError as e:  # no class folders, or class folders without images
+        raise SettingError("data_root", f"{folder}: {e}") from None
+    if len(dataset) > FOLDER_MAX_IMAGES:
+        raise SettingError("data_root", f"{folder} has {len(dataset)} images; at most {FOLDER_MAX_IMAGES} are read")
+    images, bad = [], []
+    for path, _ in dataset.samples:
+        try:
+            images.append(np.asarray(load_rgb(path)))
+        except OSError as e:  # PIL's UnidentifiedImageError is an OSError
+            bad.append(f"{Path(path).relative_to(folder.parent)} ({type(e).__name__})")
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise SettingError("data_root", f"cannot read {len(bad)} image(s): {bad[0]}{more}")
+    x, y = _planes(np.stack(images), dataset.targets)
+    return x, y, list(dataset.classes)
+
+
+# ---------------------------------------------------------------------------- synthetic stand-in
+
+# Each class is a shape (how its mask is drawn) and a typical foreground colour; every image
+# varies its position, size, colours, background gradient and noise. An MLP on raw pixels
+# learns the colours and the rough layout, not the shapes under translation: like CIFAR-10,
+# it ends well above chance and well below 100%.
+SYNTHETIC_CLASSES = ("disc", "ring", "square", "h-bar", "v-bar", "cross", "stripes", "pair", "triangle", "dots")
+_COLOURS = torch.tensor(
+    [
+        [0.85, 0.25, 0.20],
+        [0.20, 0.55, 0.85],
+        [0.90, 0.75, 0.20],
+        [0.30, 0.70, 0.30],
+        [0.65, 0.35, 0.75],
+        [0.90, 0.50, 0.15],
+        [0.25, 0.75, 0.75],
+        [0.75, 0.75, 0.75],
+        [0.55, 0.35, 0.20],
+        [0.85, 0.40, 0.60],
+    ]
+)
+
+
+def _mask(kind: int, u: torch.Tensor, v: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Soft shape mask in [0, 1]: u, v (n, 32, 32) are coordinates relative to the shape's
+    centre in units of its size; angle (n, 1, 1) turns the textured classes."""
+    k = 8.0  # edge sharpness
+
+    def inside(t):  # soft step: 1 where t > 0
+        return torch.sigmoid(k * t)
+
+    if kind == 0:  # disc
+        return inside(1 - torch.hypot(u, v))
+    if kind == 1:  # ring
+        return inside(0.28 - (torch.hypot(u, v) - 0.75).abs())
+    if kind == 2:  # square
+        return inside(0.85 - torch.maximum(u.abs(), v.abs()))
+    if kind == 3:  # horizontal bar
+        return inside(0.35 - v.abs()) * inside(1.3 - u.abs())
+    if kind == 4:  # vertical bar
+        return inside(0.35 - u.abs()) * inside(1.3 - v.abs())
+    if kind == 5:  # cross
+        bar = 0.28
+        return torch.maximum(
+            inside(bar - v.abs()) * inside(1.1 - u.abs()), inside(bar - u.abs()) * inside(1.1 - v.abs())
+        )
+    if kind == 6:  # stripes in a soft window
+        t = u * torch.cos(angle) + v * torch.sin(angle)
+        return (0.5 + 0.5 * torch.cos(5.0 * t)) * inside(1.3 - torch.hypot(u, v))
+    if kind == 7:  # a pair of blobs
+        return torch.maximum(inside(0.45 - torch.hypot(u - 0.6, v)), inside(0.45 - torch.hypot(u + 0.6, v)))
+    if kind == 8:  # triangle, apex up
+        return inside(0.75 - v) * inside(0.6 * (v + 0.95) - u.abs())
+    # dots on a grid
+    return (0.5 + 0.5 * torch.cos(4.0 * u)) * (0.5 + 0.5 * torch.cos(4.0 * v)) * inside(1.2 - torch.hypot(u, v))
+
+
+def synthetic(n: int, seed: int, chunk: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """n synthetic images (n, 3072) uint8 and their labels (n,), balanced over the 10 classes
+    in a random order, from a generator of their own. Made in chunks, so the float working
+    set stays at `chunk` images (25 MB) whatever n is; about 2 s for 60,000 on one core."""
+    g = nets.generator(seed, 0)
+    labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
+    # pixel noise: rows of one bank, picked at random (drawing 184 M normals would take seconds)
+    bank = torch.randn(2048, 3, 1024, generator=g).mul_(0.08 * 255)
+    out = torch.empty(n, PIXELS, dtype=torch.uint8)
+    grid = torch.linspace(-1, 1, 32)
+    yy, xx = grid.view(1, 32, 1), grid.view(1, 1, 32)
+    for start in range(0, n, chunk):
+        y = labels[start : start + chunk]
+        m = len(y)
+
+        def draw(*shape, lo=0.0, hi=1.0, m=m):
+            return torch.rand(m, *shape, generator=g) * (hi - lo) + lo
+
+        cx, cy = draw(1, 1, lo=-0.45, hi=0.45), draw(1, 1, lo=-0.45, hi=0.45)
+        size = draw(1, 1, lo=0.3, hi=0.6)
+        angle = draw(1, 1, lo=0.0, hi=math.pi)
+        u, v = (xx - cx) / size, (yy - cy) / size  # (m, 32, 32)
+        mask = torch.empty(m, 32, 32)
+        for kind in range(10):
+            pick = (y == kind).nonzero().squeeze(1)
+            if len(pick):
+                mask[pick] = _mask(kind, u[pick], v[pick], angle[pick])
+        # in 0-255 units: background colour + slope * ramp, blended into the shape's colour by the mask
+        fg = (_COLOURS[y] + 0.22 * torch.randn(m, 3, generator=g)).clamp_(0, 1).mul_(255).view(m, 3, 1)
+        bg = draw(3, 1, lo=0.05 * 255, hi=0.85 * 255).add_(0.5)  # + 0.5: the uint8 cast below truncates
+        slope = draw(3, 1, lo=-0.25 * 255, hi=0.25 * 255)
+        direction = draw(1, 1, lo=0, hi=2 * math.pi)
+        ramp = xx * torch.cos(direction) + yy * torch.sin(direction)  # (m, 32, 32)
+        mask, ramp = mask.view(m, 1, 1024), ramp.view(m, 1, 1024)
+        img = torch.addcmul(bg, slope, ramp * (1 - mask))  # (m, 3, 1024): the background outside the shape
+        img.addcmul_(fg - bg, mask)
+        img.add_(bank[torch.randint(len(bank), (m,), generator=g)])
+        out[start : start + m] = img.clamp_(0, 255).to(torch.uint8).view(m, PIXELS)
+    return out, labels
+
+
+def make_synthetic(sizes: tuple[int, int] = SYNTHETIC_SIZES, seed: int = SYNTHETIC_SEED) -> Images:
+    train_x, train_y = synthetic(sizes[0], seed)
+    test_x, test_y = synthetic(sizes[1], seed + 1)
+    return Images(train_x, train_y, test_x, test_y, SYNTHETIC_CLASSES, LABELS["synthetic"], "")
+
+
+# ---------------------------------------------------------------------------- the shared copy
+
+
+class DataCache:
+    """Loaded image sets by key, least recently used first out; one load per key at a time.
+
+    Thread-safe: sessions asking for the same set while it loads wait for that one load
+    instead of reading it again.
+    """
+
+    def __init__(self, max_entries: int = 2):
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple, Images] = OrderedDict()
+        self._loading: dict[tuple, threading.Lock] = {}
+
+    def get(self, key: tuple, make: Callable[[], Images]) -> Images:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            images = make()
+            with self._lock:
+                self._items[key] = images
+                while len(self._items) > self.max_entries:
+                    self._items.popitem(last=False)
+                self._loading.pop(key, None)
+            return images
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+CACHE = DataCache()
+
+
+def load(source: str, data_root: str, device: torch.device, on_download: ProgressFn | None = None) -> Images:
+    """The image set for this source on this device, loaded (and downloaded) at most once per process."""
+    if source == "synthetic":
+        key: tuple = (source, "", str(device))
+    elif source == "cifar10":
+        key = (source, str(cifar10_root(data_root).resolve()), str(device))
+    elif source == "folder":
+        key = (source, str(Path(data_root).expanduser().resolve()) if data_root.strip() else "", str(device))
+    else:
+        raise SettingError("dataset", f"must be one of {', '.join(SOURCES)} (got {source!r})")
+
+    def make() -> Images:
+        if source == "synthetic":
+            images = make_synthetic()
+        elif source == "cifar10":
+            download_cifar10(data_root, on_download)
+            images = read_cifar10(data_root)
+        else:
+            images = read_folder(data_root)
+        return on_device(images, device)
+
+    return CACHE.get(key, make)
+
+
+def on_device(images: Images, device: torch.device) -> Images:
+    if device.type == "cpu":
+        return images
+    move = [t.to(device) for t in (images.train_x, images.train_y, images.test_x, images.test_y)]
+    return Images(*move, images.classes, images.source, images.root)
