@@ -42,6 +42,8 @@ class Case:
     check: Callable[[Any], list[str]] = lambda config: []  # cross-setting rules -> messages
     heavy: Callable[[Any], bool] = lambda config: False  # big enough to use several threads?
     reference: Callable[[Any], Any] | None = None  # config -> the as-posted run to compare it with
+    # settings the page starts every preset from (a lighter budget, say); its links are written relative to them
+    first_view: Mapping[str, Any] = field(default_factory=dict)
 
     def comparison(self, config: Any) -> Any | None:
         """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""
@@ -117,3 +119,7 @@ class Case:
     def preset_name(self, config: Any) -> str | None:
         """The name of the preset equal to `config`, if any."""
         return next((name for name, p in self.presets.items() if p == config), None)
+
+    def page_preset(self, name: str) -> Any:
+        """A preset as the page opens it: with `first_view`'s settings on top."""
+        return dataclasses.replace(self.preset(name), **self.first_view)

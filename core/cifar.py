@@ -22,6 +22,8 @@ import dataclasses
 import functools
 import math
 import time
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +31,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from core import cifar_data, nets
+from core import cifar_data, lrfind, nets
 from core import device as device_
 from core.case import Case, Finding
 from core.settings import Setting, SettingError
@@ -106,7 +108,7 @@ CHANGES = {
 DATA_AND_BUDGET = ("dataset", "data_root", "train_size", "test_size", "epochs", "seed")
 # The page's first view: 20 epochs of 5,000 images, tested after each epoch on 2,000 (a test
 # pass over all 10,000 costs as much as training an epoch of 5,000): ~4 s on the 2-core CPU.
-QUICK = {"train_size": 5_000, "test_size": 2_000, "epochs": 20}
+QUICK = types.MappingProxyType({"train_size": 5_000, "test_size": 2_000, "epochs": 20})  # read-only
 
 
 class _AnyText(tuple):
@@ -318,6 +320,24 @@ def check(config: CifarConfig) -> list[str]:
     return problems
 
 
+def batcher(data: Data, config: CifarConfig, stats, device: torch.device) -> Callable[[int], tuple]:
+    """step -> that step's (inputs (B, 3072) float, labels): each epoch a fresh permutation from the
+    run's own generator, cut into batches as a shuffling DataLoader cuts them (the last may be smaller)."""
+    n, B = len(data.train_y), config.batch_size
+    per_epoch = math.ceil(n / B)
+    g = nets.generator(config.seed, 2)  # the batch order
+    order = [torch.empty(0)]  # this epoch's permutation
+
+    def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = step % per_epoch  # the step's batch within its epoch
+        if i == 0:
+            order[0] = torch.randperm(n, generator=g).to(device)
+        idx = order[0][i * B : (i + 1) * B]
+        return to_input(data.train_x.index_select(0, idx), config, stats), data.train_y.index_select(0, idx)
+
+    return batch
+
+
 def run(config: CifarConfig, device: torch.device, on_progress=None) -> RunResult:
     data = prepare(config, device)
     n, B = len(data.train_y), config.batch_size
@@ -329,19 +349,13 @@ def run(config: CifarConfig, device: torch.device, on_progress=None) -> RunResul
     params = {k: v.to(device).requires_grad_() for k, v in init_params(config, data.images.n_classes).items()}
     optimizer = make_optimizer(params, config)
 
-    g = nets.generator(config.seed, 2)  # the batch order
-    order = [torch.empty(0)]  # this epoch's permutation
+    batch = batcher(data, config, stats, device)
     correct = torch.zeros(steps, dtype=torch.int64, device=device)  # per step, before its update (as posted)
     record_every = max(5, steps // 200)  # the per-layer records cost a weight copy each: ~1 ms
     dead = torch.zeros(math.ceil(steps / record_every), device=device)  # units silent on the whole batch
 
     def loss_fn(step: int) -> torch.Tensor:
-        i = step % steps_per_epoch  # the step's batch within its epoch
-        if i == 0:
-            order[0] = torch.randperm(n, generator=g).to(device)
-        idx = order[0][i * B : (i + 1) * B]
-        x = to_input(data.train_x.index_select(0, idx), config, stats)  # (B, 3072) float
-        y = data.train_y.index_select(0, idx)
+        x, y = batch(step)
         logits, h = forward(params, x)
         with torch.no_grad():  # no sync: written into device tensors, read at the end
             correct[step] = (logits.argmax(1) == y).sum()
@@ -426,6 +440,7 @@ def run(config: CifarConfig, device: torch.device, on_progress=None) -> RunResul
         "layers": layers,
         "dead": dead_frame[dead_frame["step"] <= steps_run],
         "samples": _samples(data, final["first"].cpu().numpy()),
+        "rule": rule_sweep(config, device),  # the s² rule measured on these data and seed (shared, read-only)
     }
     history_table = history_frame(history, epoch=epoch_of_step + 1)
     return RunResult(metrics=metrics, history=history_table, frames=frames, device=str(device))
@@ -490,6 +505,30 @@ def png_uri(x: torch.Tensor, zoom: int = 2) -> str:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+# ---------------------------------------------------------------------------- the range test
+
+LR_RANGE = (1e-7, 10.0)  # from far below lr / 255² on the posted scale to far above any stable step
+
+
+def lr_find(config: CifarConfig, device: torch.device, on_progress=None) -> RunResult:
+    """The learning-rate range test on these settings: 300 batches of the run's own data in
+    its own order, the rate (both layers, keeping their lr scales' ratio) growing from 1e-7 to 10."""
+    data = prepare(config, device)
+    stats = input_stats(data, config)
+    params = {k: v.to(device).requires_grad_() for k, v in init_params(config, data.images.n_classes).items()}
+    optimizer = make_optimizer(params, config)
+    batch = batcher(data, config, stats, device)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        x, y = batch(step)
+        return F.cross_entropy(forward(params, x)[0], y)
+
+    lo, hi = LR_RANGE
+    return lrfind.range_test(
+        params, optimizer, loss_fn, base_lr=config.lr, lr_min=lo, lr_max=hi, steps=300, on_progress=on_progress
+    )
 
 
 # ---------------------------------------------------------------------------- the s² rule, measured
@@ -703,4 +742,6 @@ CASE = Case(
     run=run,
     check=check,
     heavy=lambda config: True,  # big matmuls: worth the cores (core/threads.py)
+    reference=reference,
+    first_view=QUICK,  # the page opens on the quick view; links carry a different budget explicitly
 )

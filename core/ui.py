@@ -89,7 +89,7 @@ def key(case: Case, name: str) -> str:
 def init_settings(case: Case, preset: str = "as-posted") -> None:
     """Give every setting's widget a value: from the URL when it carries settings this
     session has not applied yet, else what the session had, else the preset's."""
-    base = case.presets[preset]
+    base = case.page_preset(preset)
     for s in case.settings:
         k = key(case, s.name)
         if k not in st.session_state:
@@ -100,18 +100,24 @@ def init_settings(case: Case, preset: str = "as-posted") -> None:
 # ------------------------------------------------------------------ settings in the URL
 
 
-def url_params(case: Case, config: Any) -> dict[str, str]:
-    """The shortest URL query for `config`: its preset's name, or the settings that differ
-    from as-posted."""
-    name = case.preset_name(config)
-    if name is not None:
-        return {"preset": name}
-    base = case.presets["as-posted"]
-    return {
-        f.name: to_text(getattr(config, f.name))
-        for f in dataclasses.fields(config)
-        if getattr(config, f.name) != getattr(base, f.name) and case.kind(f.name) != "points"  # uploads stay out
-    }
+def url_params(case: Case, config: Any, page: bool = True) -> dict[str, str]:
+    """The shortest URL query for `config`: the preset it differs least from and the settings
+    in which it differs (`preset=fixed&seed=3`); no preset when that is as-posted. page: the
+    presets as the page opens them (`Case.first_view`); False: the presets themselves (the CLI's)."""
+    presets = {n: case.page_preset(n) if page else p for n, p in case.presets.items()}
+
+    def differences(base: Any) -> dict[str, str]:
+        return {
+            f.name: to_text(getattr(config, f.name))
+            for f in dataclasses.fields(config)
+            if getattr(config, f.name) != getattr(base, f.name) and case.kind(f.name) != "points"  # uploads stay out
+        }
+
+    found = {n: differences(p) for n, p in presets.items()}
+    name = min(found, key=lambda n: (len(found[n]), n != "as-posted"))  # ties: as-posted, then preset order
+    if not found[name] or name != "as-posted":
+        return {"preset": name} | found[name]
+    return found[name]
 
 
 def _signature(params: Mapping[str, str]) -> str:
@@ -131,7 +137,7 @@ def from_url(case: Case) -> None:
     if preset not in case.presets:
         notices.append(f"preset={preset!r} is not a preset of this page ({', '.join(case.presets)}): using as-posted")
         preset = "as-posted"
-    values = dataclasses.asdict(case.presets[preset])
+    values = dataclasses.asdict(case.page_preset(preset))
     for name, text in params.items():
         try:
             s = case.setting(name)
@@ -143,7 +149,7 @@ def from_url(case: Case) -> None:
     config = case.config_cls(**values)
     if case.check(config):  # a combination the case refuses: the preset as it is
         notices += [f"{p}; using the preset {preset!r} unchanged" for p in case.check(config)]
-        config = case.presets[preset]
+        config = case.page_preset(preset)
     load(case, dataclasses.asdict(config))
     st.session_state[f"{case.name}._notices"] = notices
 
@@ -435,7 +441,7 @@ def downloads(case: Case, config: Any, result: RunResult, charts_by_name: Mappin
 
 
 def _cli_args(case: Case, config: Any) -> str:
-    params = url_params(case, config)
+    params = url_params(case, config, page=False)
     args = [f"--preset {params.pop('preset')}"] if "preset" in params else []
     return " ".join(args + [f"--set {k}={v}" for k, v in params.items()])
 

@@ -21,9 +21,7 @@ st.markdown(
 
 # The first view trains the posted recipe on 5,000 images, tested on 2,000 (a few seconds); the
 # posted budget is one click away. Both are ordinary settings, in the sidebar and the caption.
-for name, value in cifar.QUICK.items():
-    st.session_state.setdefault(ui.key(case, name), value)
-ui.init_settings(case)
+ui.init_settings(case)  # the presets with the quick view's budget (cifar.CASE.first_view)
 
 # CIFAR-10 or the stand-in, decided before the dataset widget is drawn. On a first visit without
 # CIFAR-10 on disk and no way to download it, the page switches to the synthetic stand-in and says so.
@@ -137,8 +135,8 @@ st.caption(
 
 result = ui.run(case, config, device, label=f"Training {preset or 'custom'}")
 runs = {"current": result}
-base = cifar.reference(config)
-if config != base:
+base = case.comparison(config)
+if base is not None:
     runs["as-posted"] = ui.run(case, base, device, label="The as-posted run on the same data, for comparison")
 m, ref = result.metrics, runs.get("as-posted")
 
@@ -171,28 +169,20 @@ note = cifar.reshape_note(config, m["train_size"])
 if note:
     st.info(note, icon="ℹ️")
 
-left, right = st.columns(2)
-with left:
-    ui.chart(charts.loss_chart(runs))
-with right:
-    ui.chart(charts.accuracy_chart(runs))
-left, right = st.columns(2)
-with left:
-    ui.chart(charts.grad_norm_chart(runs))
-with right:
-    ui.chart(charts.update_ratio_chart(runs))
-left, right = st.columns(2)
-with left:
-    ui.chart(charts.dead_chart(runs))
-with right:
-    ui.chart(charts.images_chart(result))
+runs |= ui.pins(case, config, device)
+
+figures = charts.figures(runs)
+for pair in (("loss", "accuracy"), ("grad_norm", "update_ratio"), ("dead", "images")):
+    for column, name in zip(st.columns(2), pair, strict=True):
+        with column:
+            ui.chart(figures[name])
 
 st.subheader("Why × 255 breaks it: the s² rule")
-sweep = cifar.rule_sweep(config, device)
+sweep = result.frames["rule"]
 at_255 = sweep[sweep["scale"] == cifar.S].set_index("recipe")["move_ratio"]
 left, right = st.columns([3, 2])
 with left:
-    ui.chart(charts.rule_chart(sweep))
+    ui.chart(figures["rule"])
 with right:
     st.markdown(
         "Multiply the inputs by *s* and layer 1's pre-activations *z = W x* grow *s*-fold, and so does the "
@@ -253,4 +243,6 @@ else:
 
 st.subheader("Diagnosis")
 ui.findings(case, cifar.diagnose(config, result))
+ui.lr_finder(case, config, device, cifar.lr_find)
+ui.downloads(case, config, result, figures)
 ui.show_code(cifar.to_input, cifar.forward, cifar.make_optimizer, cifar.run)

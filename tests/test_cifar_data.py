@@ -289,3 +289,30 @@ def test_the_data_cache_loads_once_per_key_under_concurrency_and_stays_bounded()
 def test_unknown_source_is_refused():
     with pytest.raises(SettingError, match="dataset: must be one of cifar10, folder, synthetic"):
         cifar_data.load("imagenet", "", CPU)
+
+
+@pytest.mark.parametrize("source", ["cifar10", "folder"])
+def test_the_exported_script_reads_cifar_files_and_folders_as_the_app_does(source, tmp_path):
+    """The standalone script's own readers (pickled batches; ImageFolder) give the app's metrics."""
+    import json
+    import subprocess
+    import sys
+
+    from core import export, registry, runner
+
+    if source == "cifar10":
+        cifar_files(tmp_path / "data" / cifar_data.CIFAR10_FOLDER, n_per_batch=40, n_test=50)
+    else:
+        image_folder(tmp_path / "data", classes=("cat", "dog", "fox"), per_class=12)
+    case = registry.get("cifar")
+    config = case.configure("fixed", {"dataset": source, "data_root": str(tmp_path / "data"), "batch_size": "16",
+                                      "epochs": "3", "hidden": "20"})  # fmt: skip
+    script = tmp_path / "repro.py"
+    script.write_text(export.script(case, config))
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    app = runner.execute(case, config, CPU).metrics
+    assert printed["dataset"] == app["dataset"] == source and printed["train_size"] == app["train_size"]
+    for key in ("test_accuracy", "train_accuracy", "final_loss", "dead_relu_fraction", "steps_run"):
+        assert printed[key] == pytest.approx(app[key], rel=1e-4, abs=1e-6), key

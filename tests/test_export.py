@@ -22,6 +22,14 @@ SCRIPT_CONFIGS = {
         {"preset": "fixed", "steps": 300, "seed": 3},
         {"preset": "fixed", "optimizer": "gd", "lr": 10.0, "steps": 50},  # diverges
     ],
+    "cifar": [
+        {"dataset": "synthetic", "train_size": 1000, "test_size": 500, "epochs": 2},
+        {"preset": "x255", "dataset": "synthetic", "train_size": 1000, "test_size": 500, "epochs": 2},  # collapses
+        {"preset": "x255-rule", "dataset": "synthetic", "train_size": 1000, "test_size": 500, "epochs": 2},
+        {"preset": "fixed", "dataset": "synthetic", "train_size": 900, "test_size": 300, "epochs": 2, "seed": 3,
+         "batch_size": 200},  # standardised, biases, a smaller last batch
+        {"dataset": "synthetic", "train_size": 1000, "normalize": "standardize", "lr": 10.0, "epochs": 5},  # diverges
+    ],
     "poly": [
         {"epochs": 300},  # the posted crawl
         {"preset": "fixed", "points": ((-1.0, 0.4), (0.0, 1.1), (0.5, 1.6), (1.0, 2.7), (2.0, 7.5), (2.0, 7.2)),
@@ -146,6 +154,26 @@ def test_poly_figures_are_the_pages_five_charts(tmp_path, cpu):
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         else:
             assert ET.parse(p).getroot().tag.endswith("svg") and "Arial" in p.read_text()
+
+
+def test_cifar_figures_are_the_pages_seven_charts_with_many_pins(tmp_path, cpu):
+    from core import figures
+
+    case = registry.get("cifar")
+    small = {"dataset": "synthetic", "train_size": 1000, "test_size": 200, "epochs": 30}  # 120 steps
+    runs = {
+        name: runner.execute(case, dataclasses.replace(case.presets[preset], **small, seed=seed), cpu)
+        for name, preset, seed in [("current", "x255", 0), ("as-posted", "as-posted", 0), ("pin 1", "fixed", 0),
+                                   ("pin 2", "fixed", 1), ("pin 3", "x255-rule", 0), ("pin 4", "x255-lr", 0)]
+    }  # fmt: skip
+    names = ("loss", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule")
+    charts = figures.charts_for(case, runs)
+    assert list(charts) == list(names)
+    assert all(name in json.dumps(charts["loss"].to_dict()) for name in runs)  # every run, under the row limit
+    paths = figures.write(charts, tmp_path, "cifar-test")
+    assert sorted(p.name for p in paths) == sorted(f"cifar-test-{n}.{ext}" for n in names for ext in ("png", "svg"))
+    svg = (tmp_path / "cifar-test-images.svg").read_text()
+    assert svg.count("<image") == 24 and "synthetic stand-in" in svg  # the test images drawn, the data named
 
 
 def test_script_cli_prints_the_script_with_the_settings():

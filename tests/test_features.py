@@ -51,7 +51,7 @@ def test_a_link_with_a_preset_and_settings_reproduces_the_view():
     assert at.number_input(key="sine.seed").value == 2
     assert at.radio(key="sine.optimizer").value == "adam"
     # the URL now says what is on screen: settings that differ from as-posted
-    assert at.query_params["seed"] == "2" and at.query_params["optimizer"] == "adam"
+    assert at.query_params == {"preset": "fixed", "seed": "2", "steps": "300"}  # the preset, and what differs
 
 
 def test_invalid_or_stale_values_in_a_link_fall_back_with_a_notice():
@@ -126,7 +126,7 @@ def test_poly_link_reproduces_the_view_and_bad_values_fall_back():
     at = page("poly", query={"preset": "fixed", "seed": "2", "epochs": "300"})
     assert not at.exception and not at.error
     assert at.number_input(key="poly.seed").value == 2 and at.radio(key="poly.basis").value == "legendre"
-    assert at.query_params["seed"] == "2" and at.query_params["basis"] == "legendre"
+    assert at.query_params == {"preset": "fixed", "seed": "2", "epochs": "300"}
     assert page("poly", query={"preset": "lr-2e-6"}).query_params == {"preset": "lr-2e-6"}
 
     at = page("poly", query={"preset": "nope", "lr": "abc", "degree": "99", "colour": "blue", "seed": "3"})
@@ -226,7 +226,7 @@ def test_a_linreg_link_reproduces_the_view_and_a_preset_link_is_the_preset():
     assert not at.exception and not at.error and not at.warning
     assert at.radio(key="linreg.target_shape").value == "fixed"
     assert at.number_input(key="linreg.seed").value == 2 and at.number_input(key="linreg.epochs").value == 10
-    assert at.query_params == {"target_shape": "fixed", "seed": "2", **SMALL_SWEEP}
+    assert at.query_params == {"preset": "fixed-shape", "seed": "2", **SMALL_SWEEP}
     assert list(series_by_chart(at))[:4] == list(SWEEP_CHARTS)
     at.button(key="linreg.load.fixed").click().run()
     assert at.query_params == {"preset": "fixed"}
@@ -296,3 +296,91 @@ def test_poly_range_test_explodes_at_the_drawn_limit_and_applies_its_suggestion(
     assert not at.exception
     assert "does not apply to L-BFGS" in caption_text(at)
     assert not [b for b in at.button if b.key == "poly._lr_find_go"]
+
+
+# ---------------------------------------------------------------------------- case 2 (cifar)
+
+CIFAR = registry.get("cifar")
+CIFAR_SMALL = {"train_size": "1000", "test_size": "500", "epochs": "2"}  # seconds, not the quick view's ~5 s
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No CIFAR-10 on disk and no downloads: the page uses the synthetic stand-in, as on a machine
+    without network (and no test touches the network)."""
+    monkeypatch.setenv("CLINIC_DATA_DIR", str(tmp_path / "no-cifar"))
+    monkeypatch.setenv("CLINIC_OFFLINE", "1")
+
+
+def test_cifar_link_pins_and_downloads(offline):
+    at = page("cifar", query={"preset": "fixed", "seed": "2", **CIFAR_SMALL})
+    assert not at.exception and not at.error
+    assert at.radio(key="cifar.normalize").value == "standardize" and at.number_input(key="cifar.seed").value == 2
+    assert at.query_params == {"preset": "fixed", "seed": "2", **CIFAR_SMALL, "dataset": "synthetic"}
+    assert at.radio(key="cifar.dataset").value == "synthetic"  # the stand-in, said so on the page
+    # pins overlay the run-by-run charts and survive a visit to another page
+    at.button(key="cifar._pin").click().run()
+    at.number_input(key="cifar.seed").set_value(1).run()
+    assert not at.exception
+    specs = chart_specs(at)
+    for title in (
+        "Training loss per step",
+        "Test accuracy per epoch",
+        "Gradient norm per layer",
+        "Dead ReLUs over training",
+    ):
+        assert '"pin 1"' in json.dumps(specs[title]), title
+    assert any("seed = 2" in m.value for m in at.markdown)  # what differs from the current run
+    at.switch_page("app.py").run()
+    at.switch_page(CIFAR.page).run()
+    assert "pin 1" in series(at)
+    # every figure of the page is offered, with the run's data and script
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == [
+        "History (CSV)",
+        "Run record (JSON)",
+        "Standalone script (.py)",
+        "PNG",
+        "SVG",
+        "All figures (zip)",
+    ]
+    assert at.selectbox(key="cifar._figure").options == [
+        "loss", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule"
+    ]  # fmt: skip
+    at.button(key="cifar._unpin.1").click().run()
+    assert "pin 1" not in series(at)
+
+
+def test_bad_cifar_link_values_fall_back_with_a_notice(offline):
+    at = page("cifar", query={"preset": "nope", "lr": "abc", "hidden": "0", "colour": "blue", "seed": "3"})
+    assert not at.exception and not at.error
+    notices = " ".join(w.value for w in at.warning)
+    assert "preset='nope'" in notices and "lr: expected a number" in notices
+    assert "hidden: must be >= 1" in notices and "colour" in notices
+    assert at.text_input(key="cifar.lr").value == "0.02" and at.number_input(key="cifar.seed").value == 3
+    # links are relative to the quick view the page opens on: a preset link is the preset on that budget,
+    # the posted budget is spelled out
+    at = page("cifar", query={"preset": "x255"})
+    assert at.number_input(key="cifar.train_size").value == 5000 and "Settings: **x255**" in caption_text(at)
+    assert at.query_params == {"preset": "x255", "dataset": "synthetic"}  # x255 on the stand-in, said so
+    from core import ui
+
+    assert ui.url_params(CIFAR, CIFAR.presets["as-posted"]) == {"train_size": "0", "test_size": "0"}
+    assert ui.url_params(CIFAR, CIFAR.presets["as-posted"], page=False) == {"preset": "as-posted"}  # the CLI's
+
+
+def test_cifar_range_test_finds_the_scaled_rate_and_applies_it(offline):
+    """The range test on as-posted suggests a rate near the posted 0.02; with inputs × 255 it
+    suggests one hundreds of times smaller (the s² rule's point, found by measurement)."""
+    suggested = {}
+    for preset in ("as-posted", "x255"):
+        at = page("cifar", query={"preset": preset, **CIFAR_SMALL})
+        at.button(key="cifar._lr_find_go").click().run()
+        assert not at.exception and "Learning-rate range test" in chart_specs(at)
+        use = at.button(key="cifar._lr_use")
+        suggested[preset] = float(use.proto.label.removeprefix("Use lr = "))
+        use.click().run()
+        assert not at.exception and not at.error
+        assert float(at.text_input(key="cifar.lr").value) == pytest.approx(suggested[preset], rel=1e-2)
+    assert 2e-3 < suggested["as-posted"] < 0.5
+    assert suggested["x255"] < suggested["as-posted"] / 100

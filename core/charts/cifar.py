@@ -16,6 +16,21 @@ from core.train import RunResult
 GRID_COLUMNS = 8
 
 
+def figures(runs: Mapping[str, RunResult]) -> dict:
+    """The page's charts by name (the page lays them out; `python -m core figures` writes them).
+    The first run is the current one: the test images and the s² rule are its own."""
+    current = next(iter(runs.values()))
+    return {
+        "loss": loss_chart(runs),
+        "accuracy": accuracy_chart(runs),
+        "grad_norm": grad_norm_chart(runs),
+        "update_ratio": update_ratio_chart(runs),
+        "dead": dead_chart(runs),
+        "images": images_chart(current),
+        "rule": rule_chart(current.frames["rule"]),
+    }
+
+
 def data_label(result: RunResult) -> str:
     """Which data a chart's numbers come from, for its axis title: the synthetic stand-in is
     named on every chart it appears in, exports included. (Not a subtitle: Streamlit sizes a
@@ -27,7 +42,8 @@ def data_label(result: RunResult) -> str:
 def loss_chart(runs: Mapping[str, RunResult]):
     """Training loss of every step (log axis), one line per run, with ln(classes): the loss of
     a uniform guess, where a collapsed network sits."""
-    frames = {name: thin(r.history) for name, r in runs.items()}
+    per_run = max(200, 4000 // max(1, len(runs)))  # Altair refuses more than 5000 rows in all
+    frames = {name: thin(r.history, per_run) for name, r in runs.items()}
     data = long_runs(frames, "step", "loss")
     data = data[np.isfinite(data["loss"]) & (data["loss"] > 0)]
     names = list(runs)
