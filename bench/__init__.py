@@ -6,7 +6,8 @@ Each case has a module here, bench/<case>.py, that defines the same work two way
     UNITS: tuple[str, float]       what throughput counts, and how many per call: ("steps", 3000)
     def setup() -> object          build what both paths need once (data files...), untimed
     def posted(state) -> None      the posted pipeline, written faithfully in plain PyTorch
-    def app(state) -> None         the app's own path for the same settings (core.runner.execute)
+    def app(state) -> None         the app's own path for the same settings (core.runner.execute); it may
+                                   return the seconds of the part FLOPS counts (training without testing)
 
 and optionally:
 

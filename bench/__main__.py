@@ -84,11 +84,14 @@ def run_one(name: str, repeat: int) -> dict:
     if posted_repeat == repeat:
         posted(state)
     mod.app(state)
-    posted_s, app_s = [], []
+    posted_s, app_s, app_flops_s = [], [], []
     for i in range(repeat):  # interleaved, so drifting load hits both alike
         if i < posted_repeat:
             posted_s.append(timed(posted, state))
-        app_s.append(timed(mod.app, state))
+        t = time.perf_counter()
+        counted = mod.app(state)  # optionally: the seconds of the part FLOPS counts (training, not testing)
+        app_s.append(time.perf_counter() - t)
+        app_flops_s.append(counted if counted is not None else app_s[-1])
 
     out = {
         "case": name,
@@ -120,6 +123,7 @@ def run_one(name: str, repeat: int) -> dict:
 
     if hasattr(mod, "FLOPS"):
         out["flops"] = mod.FLOPS
+        out["app_flops_s"] = app_flops_s
         out["matmul_peak_gflops"] = matmul_peak_gflops(cores)
     out["peak_rss_mb"] = peak_rss_mb()
     out["torch"] = torch.__version__
@@ -267,11 +271,14 @@ def table(results: list[dict], around: dict) -> str:
             notes.append(f"- {r['case']} `{extra}`: median {med(times):.2f} s ({', '.join(f'{t:.2f}' for t in times)})")
         if "flops" in r:
             peak = r["matmul_peak_gflops"]
-            rate = r["flops"] / med(r["app_s"]) / 1e9
+            counted = r.get("app_flops_s", r["app_s"])
+            rate = r["flops"] / med(counted) / 1e9
+            whole = r["flops"] / med(r["app_s"]) / 1e9
             posted_rate = r["flops"] / med(r["posted_s"]) / 1e9
             notes.append(
                 f"- {r['case']}: float32 matmul peak measured in the same process: {peak:.1f} GFLOP/s "
-                f"({r['cores']} threads). App training {rate:.1f} GFLOP/s = **{rate / peak:.0%} of peak**; "
+                f"({r['cores']} threads). App training {rate:.1f} GFLOP/s = **{rate / peak:.0%} of peak** "
+                f"(training steps: {med(counted):.2f} s; with its test pass and set-up, {whole / peak:.0%}); "
                 f"posted pipeline {posted_rate:.1f} GFLOP/s = {posted_rate / peak:.0%}."
             )
         raw = {k: ", ".join(f"{t:.2f}" for t in v) for k, v in [("posted", r["posted_s"]), ("app", r["app_s"])]}

@@ -315,6 +315,13 @@ def chart(c) -> None:
     st.altair_chart(c, width="stretch", theme=None)
 
 
+def chart_row(charts_by_name: Mapping[str, Any], *names: str) -> None:
+    """These charts side by side, in equal columns."""
+    for column, name in zip(st.columns(len(names)), names, strict=True):
+        with column:
+            chart(charts_by_name[name])
+
+
 def findings(case: Case, found: list[Finding]) -> None:
     """Diagnosis cards: the measured evidence, and a button that applies the fix."""
     if not found:

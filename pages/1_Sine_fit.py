@@ -71,11 +71,7 @@ if m["diverged"]:
 runs |= ui.pins(case, config, device)
 
 figures = charts.figures(runs)
-left, right = st.columns(2)
-with left:
-    ui.chart(figures["fit"])
-with right:
-    ui.chart(figures["loss"])
+ui.chart_row(figures, "fit", "loss")
 left, right = st.columns(2)
 with left:
     ui.chart(figures["units"])

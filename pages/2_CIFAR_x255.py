@@ -173,9 +173,7 @@ runs |= ui.pins(case, config, device)
 
 figures = charts.figures(runs)
 for pair in (("loss", "accuracy"), ("grad_norm", "update_ratio"), ("dead", "images")):
-    for column, name in zip(st.columns(2), pair, strict=True):
-        with column:
-            ui.chart(figures[name])
+    ui.chart_row(figures, *pair)
 
 st.subheader("Why × 255 breaks it: the s² rule")
 sweep = result.frames["rule"]

@@ -41,6 +41,10 @@ def series(at: AppTest) -> set[str]:
     return names
 
 
+# what every page's export offers
+DOWNLOADS = ["History (CSV)", "Run record (JSON)", "Standalone script (.py)", "PNG", "SVG", "All figures (zip)"]
+
+
 def caption_text(at: AppTest) -> str:
     return " ".join(c.value for c in at.caption)
 
@@ -88,15 +92,7 @@ def test_pinned_runs_stay_on_the_charts_across_settings_and_pages():
 
 def test_downloads_are_offered():
     at = page(query={"preset": "fixed", "steps": "100"})
-    labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == [
-        "History (CSV)",
-        "Run record (JSON)",
-        "Standalone script (.py)",
-        "PNG",
-        "SVG",
-        "All figures (zip)",
-    ]
+    assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
 
 
 def test_the_learning_rate_range_test_suggests_and_applies_a_rate():
@@ -161,15 +157,7 @@ def test_poly_pins_overlay_and_survive_a_visit_to_another_page():
 
 def test_poly_downloads_are_offered():
     at = page("poly", query={"epochs": "100"})
-    labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == [
-        "History (CSV)",
-        "Run record (JSON)",
-        "Standalone script (.py)",
-        "PNG",
-        "SVG",
-        "All figures (zip)",
-    ]
+    assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
     assert at.selectbox(key="poly._figure").options == ["fit", "loss", "scan", "eigenvalues", "coefficients"]
 
 
@@ -257,15 +245,7 @@ def test_bad_linreg_link_values_fall_back_with_a_notice():
 
 def test_linreg_downloads_are_offered_with_every_figure():
     at = page("linreg", SMALL_SWEEP)
-    labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == [
-        "History (CSV)",
-        "Run record (JSON)",
-        "Standalone script (.py)",
-        "PNG",
-        "SVG",
-        "All figures (zip)",
-    ]
+    assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
     figures = at.selectbox(key="linreg._figure").options
     assert figures == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "pairs", "meant"]
 
@@ -335,15 +315,7 @@ def test_cifar_link_pins_and_downloads(offline):
     at.switch_page(CIFAR.page).run()
     assert "pin 1" in series(at)
     # every figure of the page is offered, with the run's data and script
-    labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == [
-        "History (CSV)",
-        "Run record (JSON)",
-        "Standalone script (.py)",
-        "PNG",
-        "SVG",
-        "All figures (zip)",
-    ]
+    assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
     assert at.selectbox(key="cifar._figure").options == [
         "loss", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule"
     ]  # fmt: skip
