@@ -8,8 +8,9 @@ the accuracy back, and so does lr / 255² on both layers.
 
 Why: scaling the inputs by s scales layer 1's pre-activations by s and its weight gradient
 by s, so one SGD step moves the pre-activations lr·s² times as far as at s = 1. Layer 1's
-initial weights / s and its lr / s², with layer 2 untouched, make the run the s = 1 run
-again (up to weight decay); every fix in the post is a partial version of that rule.
+initial weights / s, its lr / s² and its weight decay × s² (the same decay per step), with
+layer 2 untouched, make the run the s = 1 run again; every fix in the post is a partial
+version of that rule.
 
 Measured on the 2-core CPU: one uint8 tensor on the device, batches by randperm + slicing,
 converted to float per batch, trains an epoch of 50,000 in about 1.5 s, where the posted
@@ -62,6 +63,8 @@ class CifarConfig:
     lr: float = 0.02
     layer1_lr_scale: float = 1.0  # layer 1 learns at lr times this
     layer2_lr_scale: float = 1.0
+    layer1_wd_scale: float = 1.0  # layer 1's weight decay is weight_decay times this
+    layer2_wd_scale: float = 1.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
     batch_size: int = 250
@@ -79,8 +82,9 @@ PRESETS = {
         X255, layer1_init_scale=INV_S, layer2_init_scale=INV_S, layer1_lr_scale=INV_S, layer2_lr_scale=INV_S
     ),
     "x255-lr2": dataclasses.replace(X255, layer1_lr_scale=INV_S2, layer2_lr_scale=INV_S2),
-    # the s² rule: layer 1 starts s times smaller and learns s² times slower; layer 2 as posted
-    "x255-rule": dataclasses.replace(X255, layer1_init_scale=INV_S, layer1_lr_scale=INV_S2),
+    # the s² rule: layer 1 starts s times smaller and learns s² times slower, and its weight decay is s² times
+    # larger (so lr · weight_decay, the decay per step, is as posted); layer 2 as posted
+    "x255-rule": dataclasses.replace(X255, layer1_init_scale=INV_S, layer1_lr_scale=INV_S2, layer1_wd_scale=S**2),
     # ours: standardised inputs (which also makes any input_scale harmless) and biases; on the
     # stand-in's quick view (5,000 images, seed 0) 56.8% against as-posted's 50.6% (lr 0.01: 55.7%)
     "fixed": dataclasses.replace(AS_POSTED, normalize="standardize", bias=True),
@@ -101,7 +105,7 @@ CHANGES = {
     "x255-lr": "inputs × 255, lr / 255 on both layers",
     "x255-init-lr": "inputs × 255, both layers' initial weights / 255 and lr / 255",
     "x255-lr2": "inputs × 255, lr / 255² on both layers",
-    "x255-rule": "inputs × 255, layer 1: initial weights / 255 and lr / 255²; layer 2 untouched",
+    "x255-rule": "inputs × 255, layer 1: initial weights / 255, lr / 255², weight decay × 255²; layer 2 untouched",
 }
 
 # What a preset button changes; the data, the budget and the seed stay as the user set them.
@@ -145,6 +149,8 @@ SETTINGS = (
     Setting("lr", "SGD learning rate", lo=0, hi=10, lo_open=True),
     Setting("layer1_lr_scale", "layer 1 learns at lr times this", lo=0, hi=1e3, lo_open=True),
     Setting("layer2_lr_scale", "layer 2 learns at lr times this", lo=0, hi=1e3, lo_open=True),
+    Setting("layer1_wd_scale", "layer 1's weight decay is weight_decay times this (the s² rule: s²)", lo=0, hi=1e6),
+    Setting("layer2_wd_scale", "layer 2's weight decay is weight_decay times this", lo=0, hi=1e6),
     Setting("momentum", "SGD momentum", lo=0, hi=0.999),
     Setting("weight_decay", "SGD weight decay (L2 on every parameter)", lo=0, hi=1),
     Setting("batch_size", "images per step; the last batch of an epoch may be smaller", lo=1, hi=10_000),
@@ -254,10 +260,15 @@ def forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Ten
 
 
 def make_optimizer(params: dict[str, torch.Tensor], config: CifarConfig) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay; one parameter group per layer for its lr scale."""
+    """SGD with momentum and weight decay; one parameter group per layer for its lr and weight decay scales."""
+    scales = ((config.layer1_lr_scale, config.layer1_wd_scale), (config.layer2_lr_scale, config.layer2_wd_scale))
     groups = [
-        {"params": [p for k, p in params.items() if k.startswith(f"layer{i}.")], "lr": config.lr * scale}
-        for i, scale in ((1, config.layer1_lr_scale), (2, config.layer2_lr_scale))
+        {
+            "params": [p for k, p in params.items() if k.startswith(f"layer{i}.")],
+            "lr": config.lr * lr_scale,
+            "weight_decay": config.weight_decay * wd_scale,
+        }
+        for i, (lr_scale, wd_scale) in enumerate(scales, start=1)
     ]
     fused = next(iter(params.values())).device.type in ("cpu", "cuda")  # one kernel for all tensors
     return torch.optim.SGD(
@@ -576,7 +587,7 @@ def rule_sweep(config: CifarConfig, device: torch.device) -> pd.DataFrame:
     """The s² rule, measured: over input scales s, how far the first SGD step moves layer 1's
     pre-activations compared with s = 1, for three recipes on the as-posted model with this
     config's data and seed: inputs × s alone, with lr / s on both layers, and with the rule
-    (layer 1's initial weights / s, its lr / s²). ~25 single steps, cached per data and seed.
+    (layer 1's initial weights / s, its lr / s², its weight decay × s²). ~25 single steps, cached per data and seed.
     The frame is shared: treat it as read-only."""
     return _rule_sweep(reference(config), device)
 
@@ -591,7 +602,9 @@ def _rule_sweep(base_cfg: CifarConfig, device: torch.device) -> pd.DataFrame:
         recipes = (
             dataclasses.replace(base_cfg, input_scale=s),
             dataclasses.replace(base_cfg, input_scale=s, layer1_lr_scale=1 / s, layer2_lr_scale=1 / s),
-            dataclasses.replace(base_cfg, input_scale=s, layer1_init_scale=1 / s, layer1_lr_scale=1 / s**2),
+            dataclasses.replace(
+                base_cfg, input_scale=s, layer1_init_scale=1 / s, layer1_lr_scale=1 / s**2, layer1_wd_scale=s**2
+            ),
         )
         for name, c in zip(RECIPES, recipes, strict=True):
             rows.append((s, name, base if s == 1 else one_step(c, data, idx, device)))
@@ -651,8 +664,8 @@ def diagnose(config: CifarConfig, result: RunResult) -> list[Finding]:
     rule_holds = (
         math.isclose(config.layer1_init_scale * s, 1, rel_tol=1e-4)
         and math.isclose(config.layer1_lr_scale * s * s, 1, rel_tol=1e-4)
-        and config.layer2_lr_scale == 1
-        and config.layer2_init_scale == 1
+        and math.isclose(config.layer1_wd_scale, s * s, rel_tol=1e-4)
+        and (config.layer2_init_scale, config.layer2_lr_scale, config.layer2_wd_scale) == (1, 1, 1)
     )
     if s != 1 and config.normalize == "none" and not rule_holds:
         found.append(
@@ -663,12 +676,15 @@ def diagnose(config: CifarConfig, result: RunResult) -> list[Finding]:
                 f"gradient by s, so an SGD step moves the pre-activations about lr·s² times as far (s² = "
                 f"{s * s:,.0f}). Measured on the first batch with these settings: {m['first_step_move_ratio']:,.3g}× "
                 f"the as-posted move, and the initial logits are {m['initial_logit_ratio']:,.3g}× as large. "
-                f"Layer 1's initial weights / s and its lr / s², layer 2 untouched, make it the s = 1 run again.",
+                f"Layer 1's initial weights / s, its lr / s² and its weight decay × s² (the same decay per "
+                "step), layer 2 untouched, make it the s = 1 run again.",
                 {
                     "layer1_init_scale": _g(1 / s),
                     "layer1_lr_scale": _g(1 / s**2),
+                    "layer1_wd_scale": _g(s**2),
                     "layer2_init_scale": 1.0,
                     "layer2_lr_scale": 1.0,
+                    "layer2_wd_scale": 1.0,
                 },
             )
         )

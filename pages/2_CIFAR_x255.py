@@ -113,6 +113,8 @@ with st.sidebar:
     ui.text_setting(case, "lr")
     ui.text_setting(case, "layer1_lr_scale")
     ui.text_setting(case, "layer2_lr_scale")
+    ui.text_setting(case, "layer1_wd_scale")
+    ui.text_setting(case, "layer2_wd_scale")
     ui.text_setting(case, "momentum")
     ui.text_setting(case, "weight_decay")
     ui.int_setting(case, "batch_size", step=50)
@@ -190,7 +192,8 @@ with right:
         "255-fold logits also saturate the softmax). With lr / 255 it is still "
         f"**{at_255[cifar.RECIPES[1]]:,.0f}×**, which is why that run trains, but badly.\n\n"
         "The rule that undoes the scale exactly: layer 1's initial weights / s (so *z* starts where it did) "
-        "and layer 1's lr / s² (so it moves as it did), **layer 2 untouched** (its input did not change). "
+        "and layer 1's lr / s² (so it moves as it did), with its weight decay × s² (so lr × weight decay, the "
+        "decay per step, stays as posted), **layer 2 untouched** (its input did not change). "
         f"Measured: **{at_255[cifar.RECIPES[2]]:.4f}×**. The poster's fixes are partial versions of it: "
         "weights / 255 on both layers shrinks the logits 255-fold too, and lr / 255² on both layers slows "
         "layer 2 as well while starting from 255-fold logits."

@@ -40,12 +40,19 @@ def plain_pytorch(config, steps):
                 fc.bias.copy_(init[f"layer{i}.bias"])
     optimizer = torch.optim.SGD(
         [
-            {"params": fc1.parameters(), "lr": config.lr * config.layer1_lr_scale},
-            {"params": fc2.parameters(), "lr": config.lr * config.layer2_lr_scale},
+            {
+                "params": fc1.parameters(),
+                "lr": config.lr * config.layer1_lr_scale,
+                "weight_decay": config.weight_decay * config.layer1_wd_scale,
+            },
+            {
+                "params": fc2.parameters(),
+                "lr": config.lr * config.layer2_lr_scale,
+                "weight_decay": config.weight_decay * config.layer2_wd_scale,
+            },
         ],
         lr=config.lr,
         momentum=config.momentum,
-        weight_decay=config.weight_decay,
     )
     criterion = nn.CrossEntropyLoss()
     x_all = data.train_x.double() / 255 * config.input_scale  # the whole (small) set, float64 statistics
@@ -181,9 +188,9 @@ def test_x255_collapses_to_ln10_and_chance(table):
 
 def test_the_rule_gives_back_the_as_posted_run(table):
     rule, posted = table["x255-rule"], table["as-posted"]
-    # the same run up to float rounding and layer 1's weight decay (1/s² of the posted one)...
+    # the same run up to float rounding (layer 1's weight decay × s² keeps the decay per step as posted)...
     a, b = rule.history["loss"].to_numpy(), posted.history["loss"].to_numpy()
-    np.testing.assert_allclose(a[:40], b[:40], rtol=2e-3)
+    np.testing.assert_allclose(a[:40], b[:40], rtol=1e-4)
     assert rule.metrics["first_step_move_ratio"] == pytest.approx(1, rel=1e-3)
     # ...until chaos lets the two trajectories drift apart: the accuracy stays within a point
     assert abs(late(rule) - late(posted)) < 0.01
@@ -318,6 +325,7 @@ def test_presets_round_trip_through_text_and_recipes_ignore_the_budget():
             assert parse(s, CASE.kind(s.name), to_text(value)) == value, (name, s.name)
         assert cifar.recipe_name(dataclasses.replace(preset, **BUDGET, seed=4)) == name
     assert cifar.PRESETS["x255-rule"].layer1_lr_scale == pytest.approx(1 / 255**2, rel=1e-5)
+    assert cifar.PRESETS["x255-rule"].layer1_wd_scale == 255**2  # the same decay per step: lr · wd as posted
 
 
 def test_bad_settings_name_the_setting():

@@ -42,6 +42,8 @@ CONFIG = {
     "lr": 0.02,
     "layer1_lr_scale": 1.0,
     "layer2_lr_scale": 1.0,
+    "layer1_wd_scale": 1.0,
+    "layer2_wd_scale": 1.0,
     "momentum": 0.9,
     "weight_decay": 0.0001,
     "batch_size": 250,
@@ -231,7 +233,11 @@ def main(c):
         b = torch.empty(fan_out).uniform_(-bound, bound, generator=g).requires_grad_() if c["bias"] else None
         layers.append((w, b))
     groups = [
-        {"params": [t for t in layer if t is not None], "lr": c["lr"] * c[f"layer{i}_lr_scale"]}
+        {
+            "params": [t for t in layer if t is not None],
+            "lr": c["lr"] * c[f"layer{i}_lr_scale"],
+            "weight_decay": c["weight_decay"] * c[f"layer{i}_wd_scale"],
+        }
         for i, layer in enumerate(layers, start=1)
     ]
     opt = torch.optim.SGD(groups, lr=c["lr"], momentum=c["momentum"], weight_decay=c["weight_decay"], fused=True)
