@@ -41,6 +41,7 @@ class Case:
     run: Callable[..., Any]  # run(config, device, on_progress=None) -> RunResult
     check: Callable[[Any], list[str]] = lambda config: []  # cross-setting rules -> messages
     heavy: Callable[[Any], bool] = lambda config: False  # big enough to use several threads?
+    serial: Callable[[Any], bool] = lambda config: False  # bound by the interpreter lock: queue, do not share it
     reference: Callable[[Any], Any] | None = None  # config -> the as-posted run to compare it with
     # settings the page starts every preset from (a lighter budget, say); its links are written relative to them
     first_view: Mapping[str, Any] = field(default_factory=dict)

@@ -742,6 +742,7 @@ CASE = Case(
     settings=SETTINGS,
     run=run,
     check=check,
+    serial=lambda config: True,  # two weights per run: ops of microseconds, bound by the interpreter
 )
 
 

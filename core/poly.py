@@ -785,4 +785,5 @@ CASE = Case(
     run=run,
     check=check,
     reference=reference,
+    serial=lambda config: True,  # 4 weights on a few points: ops of microseconds, bound by the interpreter
 )

@@ -44,7 +44,7 @@ def execute(
         if on_progress is not None:
             on_progress(p)
 
-    with POLICY.share(heavy), flush_denormals():
+    with POLICY.share(heavy, serial=case.serial(config)), flush_denormals():
         start = time.perf_counter()
         result = (task or case.run)(config, device, on_progress=progress)
         device_.synchronize(device)

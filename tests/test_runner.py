@@ -79,6 +79,37 @@ def test_thread_policy_shares_cores_between_heavy_runs():
     assert policy.in_flight == 0
 
 
+def test_interpreter_bound_runs_queue_and_others_do_not():
+    """Two serial runs never overlap; a serial and a non-serial one do."""
+    import threading
+    import time
+
+    policy = ThreadPolicy(cores=2)
+
+    def overlap(first: bool, second: bool) -> bool:
+        spans = []
+        barrier = threading.Barrier(2)
+
+        def run(serial):
+            barrier.wait()
+            with policy.share(heavy=False, serial=serial):
+                start = time.perf_counter()
+                time.sleep(0.2)
+                spans.append((start, time.perf_counter()))
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in (first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        (_, first_ends), (second_starts, _) = sorted(spans)
+        return second_starts < first_ends
+
+    assert not overlap(True, True)
+    assert overlap(True, False) and overlap(False, False)
+    assert policy.in_flight == 0
+
+
 def test_thread_policy_releases_on_error():
     policy = ThreadPolicy(cores=2)
     with pytest.raises(RuntimeError), policy.share(heavy=True):
