@@ -101,7 +101,10 @@ def run_one(name: str, repeat: int) -> dict:
         "app_s": app_s,
         "cores": cores,
     }
-    for extra in getattr(mod, "EXTRA", ()):  # more paths worth a line (e.g. the fixed preset)
+    # more paths worth a line (e.g. the fixed preset), after the comparison: not interleaved with
+    # it, because a DataLoader's worker processes (the post's num_workers=4) slowed the next app
+    # run by up to 40% while they shut down
+    for extra in getattr(mod, "EXTRA", ()):
         times = getattr(mod, "EXTRA_REPEAT", {}).get(extra, repeat)
         out.setdefault("extra", {})[extra] = [timed(getattr(mod, extra), state) for _ in range(times)]
 
@@ -280,7 +283,14 @@ def table(results: list[dict], around: dict) -> str:
     notes = []
     for r in results:
         for extra, times in r.get("extra", {}).items():
-            notes.append(f"- {r['case']} `{extra}`: median {med(times):.2f} s ({', '.join(f'{t:.2f}' for t in times)})")
+            against = ""
+            if extra.startswith("posted"):  # another posted variant: the app's speed-up against it too
+                against = f"; speed-up against it {med(times) / med(r['app_s']):.1f}×"
+                if "flops" in r:
+                    against += f" ({med(times) / med(r['app_flops_s']):.1f}× on the app's training steps)"
+            notes.append(
+                f"- {r['case']} `{extra}`: median {med(times):.2f} s ({', '.join(f'{t:.2f}' for t in times)}){against}"
+            )
         if "flops" in r:
             peak = r["matmul_peak_gflops"]
             counted = r.get("app_flops_s", r["app_s"])
@@ -291,7 +301,9 @@ def table(results: list[dict], around: dict) -> str:
                 f"- {r['case']}: float32 matmul peak measured in the same process: {peak:.1f} GFLOP/s "
                 f"({r['cores']} threads). App training {rate:.1f} GFLOP/s = **{rate / peak:.0%} of peak** "
                 f"(training steps: {med(counted):.2f} s; with its test pass and set-up, {whole / peak:.0%}); "
-                f"posted pipeline {posted_rate:.1f} GFLOP/s = {posted_rate / peak:.0%}."
+                f"posted pipeline {posted_rate:.1f} GFLOP/s = {posted_rate / peak:.0%}. Speed-up on training "
+                f"steps alone: {med(r['posted_s']) / med(counted):.1f}× (per repeat: "
+                f"{', '.join(f'{p / c:.2f}×' for p, c in zip(r['posted_s'], counted, strict=False))})."
             )
         raw = {k: ", ".join(f"{t:.2f}" for t in v) for k, v in [("posted", r["posted_s"]), ("app", r["app_s"])]}
         pairs = r["concurrent"].get("pairs_s", [r["concurrent"]["pair_s"]])
