@@ -124,3 +124,12 @@ class Case:
     def page_preset(self, name: str) -> Any:
         """A preset as the page opens it: with `first_view`'s settings on top."""
         return dataclasses.replace(self.preset(name), **self.first_view)
+
+    def file_stem(self, config: Any) -> str:
+        """What to call files of this run: the case and its preset, `-quick` when it is a preset
+        as the page opens it (a lighter budget), else `custom` (`cifar-x255-quick-history.csv`)."""
+        name = self.preset_name(config)
+        if name is None and self.first_view:
+            quick = next((n for n in self.presets if self.page_preset(n) == config), None)
+            name = quick and f"{quick}-quick"
+        return f"{self.name}-{name or 'custom'}"

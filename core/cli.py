@@ -134,8 +134,7 @@ def cmd_figures(args) -> dict[str, Any]:
     reference = case.comparison(config)
     if reference is not None:
         runs["as-posted"] = runner.execute(case, reference, device)
-    prefix = f"{case.name}-{case.preset_name(config) or 'custom'}"
-    paths = figures.write(figures.charts_for(case, runs), Path(args.out), prefix)
+    paths = figures.write(figures.charts_for(case, runs), Path(args.out), case.file_stem(config))
     return {"case": case.name, "preset": args.preset, "device": str(device), "files": [str(p) for p in paths]}
 
 

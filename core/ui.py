@@ -412,7 +412,7 @@ def downloads(case: Case, config: Any, result: RunResult, charts_by_name: Mappin
     """Download the run (CSV history, JSON record), a standalone script, and the figures."""
     from core import export, figures
 
-    name = f"{case.name}-{case.preset_name(config) or 'custom'}"
+    name = case.file_stem(config)
     with st.expander("Export: data, a standalone script, figures for reports", icon=":material/download:"):
         cols = st.columns(3)
         cols[0].download_button(

@@ -94,3 +94,13 @@ def test_every_case_describes_every_config_field_and_its_presets_validate():
         assert case.preset_name(case.presets["as-posted"]) == "as-posted"
         # defaults are the posted code
         assert case.config_cls() == case.presets["as-posted"]
+
+
+def test_files_are_named_after_the_preset_the_quick_view_or_custom():
+    cifar = registry.get("cifar")
+    assert cifar.first_view  # the page opens presets on a lighter budget
+    assert cifar.file_stem(cifar.presets["x255"]) == "cifar-x255"
+    assert cifar.file_stem(cifar.page_preset("x255")) == "cifar-x255-quick"
+    assert cifar.file_stem(dataclasses.replace(cifar.page_preset("x255"), seed=3)) == "cifar-custom"
+    assert SINE.file_stem(SINE.presets["fixed"]) == "sine-fixed"
+    assert SINE.file_stem(dataclasses.replace(SINE.presets["fixed"], seed=3)) == "sine-custom"
