@@ -294,14 +294,13 @@ def table(results: list[dict], around: dict) -> str:
                 f"- {r['case']} `{extra}`: median {med(times):.2f} s ({', '.join(f'{t:.2f}' for t in times)}){against}"
             )
         if "flops" in r:
-            peaks = r["matmul_peak_gflops"]
-            peaks = peaks if isinstance(peaks, list) else [peaks]  # one figure in older results
+            peaks = r["matmul_peak_gflops"]  # one per app run
             peak = med(peaks)
             counted = r.get("app_flops_s", r["app_s"])
             rate = r["flops"] / med(counted) / 1e9
             whole = r["flops"] / med(r["app_s"]) / 1e9
             posted_rate = r["flops"] / med(r["posted_s"]) / 1e9
-            shares = [r["flops"] / c / 1e9 / p for c, p in zip(counted, peaks, strict=False)]
+            shares = [r["flops"] / c / 1e9 / p for c, p in zip(counted, peaks, strict=True)]
             notes.append(
                 f"- {r['case']}: float32 matmul peak measured in the same process just before each app run: "
                 f"{', '.join(f'{p:.1f}' for p in peaks)} GFLOP/s ({r['cores']} threads). App training "

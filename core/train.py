@@ -81,7 +81,7 @@ def train(
     diverged_at = None
     # the weights before a tracked step: allocated once (a fresh 3.7 MB copy per record cost
     # ~150 page faults each in case 2)
-    before = [torch.empty_like(t, memory_format=torch.preserve_format) for t in tensors] if track_every else []
+    before = [torch.empty_like(t) for t in tensors] if track_every else []
 
     for step in range(steps):
         track = track_every > 0 and step % track_every == 0
