@@ -45,6 +45,8 @@ class Case:
     reference: Callable[[Any], Any] | None = None  # config -> the as-posted run to compare it with
     # settings the page starts every preset from (a lighter budget, say); its links are written relative to them
     first_view: Mapping[str, Any] = field(default_factory=dict)
+    # config -> the preset whose model and optimizer it follows, whatever its data, budget and seed (the page's label)
+    recipe: Callable[[Any], str | None] | None = None
 
     def comparison(self, config: Any) -> Any | None:
         """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""
@@ -126,10 +128,12 @@ class Case:
         return dataclasses.replace(self.preset(name), **self.first_view)
 
     def file_stem(self, config: Any) -> str:
-        """What to call files of this run: the case and its preset, `-quick` when it is a preset
-        as the page opens it (a lighter budget), else `custom` (`cifar-x255-quick-history.csv`)."""
+        """What to call files of this run: the case and its preset (the recipe it follows, where the
+        case has one, as its page labels it), `-quick` on the page's first-view budget, else `custom`
+        (`cifar-x255-quick-history.csv`)."""
         name = self.preset_name(config)
-        if name is None and self.first_view:
-            quick = next((n for n in self.presets if self.page_preset(n) == config), None)
-            name = quick and f"{quick}-quick"
+        if name is None and self.recipe is not None:
+            name = self.recipe(config)
+            if name and self.first_view and all(getattr(config, k) == v for k, v in self.first_view.items()):
+                name += "-quick"
         return f"{self.name}-{name or 'custom'}"

@@ -760,4 +760,5 @@ CASE = Case(
     heavy=lambda config: True,  # big matmuls: worth the cores (core/threads.py)
     reference=reference,
     first_view=QUICK,  # the page opens on the quick view; links carry a different budget explicitly
+    recipe=recipe_name,
 )
