@@ -28,6 +28,16 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """A run's cost estimated from its settings, before it starts: wall seconds on the 2-core CPU
+    the app targets (calibrated from measured step times; tests/test_limits.py keeps it within 3x),
+    and the setting that most directly makes it cheaper."""
+
+    seconds: float
+    lower: str
+
+
+@dataclass(frozen=True)
 class Case:
     name: str  # CLI name, e.g. "sine"
     short: str  # navigation label, e.g. "Sine fit"
@@ -42,6 +52,7 @@ class Case:
     check: Callable[[Any], list[str]] = lambda config: []  # cross-setting rules -> messages
     heavy: Callable[[Any], bool] = lambda config: False  # big enough to use several threads?
     serial: Callable[[Any], bool] = lambda config: False  # bound by the interpreter lock: queue, do not share it
+    cost: Callable[[Any], Cost] = lambda config: Cost(0.0, "")  # estimated before the run (core/runner.py)
     reference: Callable[[Any], Any] | None = None  # config -> the as-posted run to compare it with
     # settings the page starts every preset from (a lighter budget, say); its links are written relative to them
     first_view: Mapping[str, Any] = field(default_factory=dict)

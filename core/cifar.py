@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from core import cifar_data, lrfind, nets
 from core import device as device_
-from core.case import Case, Finding
+from core.case import Case, Cost, Finding
 from core.settings import Setting, SettingError
 from core.train import RunResult, history_frame, train
 
@@ -133,8 +133,10 @@ SETTINGS = (
     Setting(
         "data_root",
         f"cifar10: the folder for {cifar_data.CIFAR10_FOLDER}/ (empty: ${cifar_data.DATA_DIR_ENV} or "
-        "~/.cache/convergence-clinic); folder: the folder that holds train/<class>/… and test/<class>/…",
+        "~/.cache/convergence-clinic); folder: the folder that holds train/<class>/… and test/<class>/…. "
+        "Typed only, inside the allowed folders (never from a link)",
         choices=_AnyText(),
+        in_url=False,
     ),
     Setting("train_size", "train on the first this-many training images (0 = all of them)", lo=0, hi=1_000_000),
     Setting("test_size", "test on the first this-many test images (0 = all of them)", lo=0, hi=1_000_000),
@@ -313,6 +315,19 @@ def prepare(config: CifarConfig, device: torch.device) -> Data:
 MAX_FLOPS = 40e12  # ~10 posted runs: about 6 minutes on the 2-core CPU
 
 
+def cost(config: CifarConfig) -> Cost:
+    """Seconds on the 2-core CPU: per step a fixed part (the optimizer, the batch's gather and
+    conversion: what dominates at batch 1) and the matmuls (6 FLOPs per weight per image, at
+    ~120 GFLOP/s, measured), the test pass each epoch, and the data set's first load."""
+    n = config.train_size or cifar_data.SYNTHETIC_SIZES[0]  # CIFAR-10 and the stand-in have 50,000
+    m = config.test_size or cifar_data.SYNTHETIC_SIZES[1]
+    weights = cifar_data.PIXELS * config.hidden + config.hidden * 10
+    steps = config.epochs * math.ceil(n / config.batch_size)
+    train = steps * 1e-3 + 6 * weights * n * config.epochs / 1.2e11
+    test = config.epochs * 2 * weights * m / 1.2e11
+    return Cost(1.5 + train + test, "epochs")
+
+
 def check(config: CifarConfig) -> list[str]:
     problems = []
     if len(config.data_root) > 4096 or "\0" in config.data_root:
@@ -377,11 +392,12 @@ def run(config: CifarConfig, device: torch.device, on_progress=None) -> RunResul
     tests: list[dict[str, torch.Tensor]] = []  # the test set after each epoch
     eval_seconds = [0.0]
 
-    def at_check(p) -> None:  # once per epoch (check_every = steps_per_epoch)
-        t = time.perf_counter()
-        tests.append(evaluate(params, data, config, stats))
-        device_.synchronize(device)
-        eval_seconds[0] += time.perf_counter() - t
+    def at_check(p) -> None:  # at the end of each epoch (check_every = steps_per_epoch), and between
+        if p.step % steps_per_epoch == 0 or p.step == p.total:  # the test set after each epoch only
+            t = time.perf_counter()
+            tests.append(evaluate(params, data, config, stats))
+            device_.synchronize(device)
+            eval_seconds[0] += time.perf_counter() - t
         if on_progress is not None:
             on_progress(p)
 
@@ -757,6 +773,7 @@ CASE = Case(
     settings=SETTINGS,
     run=run,
     check=check,
+    cost=cost,
     heavy=lambda config: True,  # big matmuls: worth the cores (core/threads.py)
     reference=reference,
     first_view=QUICK,  # the page opens on the quick view; links carry a different budget explicitly

@@ -16,6 +16,7 @@ torchvision is imported only by the functions that read CIFAR-10 or a folder, so
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import pickle
@@ -30,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import nets
+from core import nets, paths
+from core.paths import DATA_DIR_ENV
 from core.settings import SettingError
 
 SOURCES = ("cifar10", "folder", "synthetic")
@@ -38,13 +40,17 @@ LABELS = {"cifar10": "cifar10", "folder": "folder", "synthetic": "synthetic stan
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
-DATA_DIR_ENV = "CLINIC_DATA_DIR"
 OFFLINE_ENV = "CLINIC_OFFLINE"  # set to 1: never download (tests, air-gapped machines)
 DOWNLOAD_TIMEOUT_S = 10  # per connection attempt and per read: fail fast when offline
 RETRY_AFTER_S = 600  # after a failed download, do not try again for this long (unless asked)
 SYNTHETIC_SIZES = (50_000, 10_000)  # train, test: CIFAR-10's sizes
 SYNTHETIC_SEED = 2020  # one fixed stand-in data set, like CIFAR-10 itself; runs differ by their own seed
 FOLDER_MAX_IMAGES = 200_000
+FOLDER_SCAN_SECONDS = 60  # a folder scan (and its image reads) stops with a message after this long
+IMAGE_MAX_BYTES = 20_000_000  # one image file
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+# the CIFAR-10 python files and their largest allowed size (the real ones: 31,035,704 bytes a batch, 158 the meta)
+CIFAR10_MAX_BYTES = {**{f: 32_000_000 for f in CIFAR10_FILES[:-1]}, "batches.meta": 64_000}
 PIXELS = 3 * 32 * 32
 
 
@@ -70,17 +76,29 @@ ProgressFn = Callable[[int, int], None]  # (bytes done, bytes in all; 0 when unk
 
 
 def default_root() -> Path:
-    """The cache folder: $CLINIC_DATA_DIR, else ~/.cache/convergence-clinic."""
-    env = os.environ.get(DATA_DIR_ENV, "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "convergence-clinic"
+    """The data folder: $CLINIC_DATA_DIR, else ~/.cache/convergence-clinic (see core/paths.py)."""
+    return paths.data_dir()
 
 
 def cifar10_root(data_root: str) -> Path:
-    return Path(data_root).expanduser() if data_root.strip() else default_root()
+    """The folder that holds cifar-10-batches-py/: the data folder, or a typed path inside an allowed
+    root (SettingError on data_root otherwise, before the file system is touched)."""
+    return paths.allowed(data_root, "data_root") if data_root.strip() else default_root()
+
+
+def describe_root(data_root: str) -> str:
+    """The root as a message may show it: the path when it is allowed, else only that it is not."""
+    try:
+        return str(cifar10_root(data_root))
+    except SettingError:
+        return "data_root (a folder this server does not allow)"
 
 
 def cifar10_on_disk(data_root: str) -> bool:
-    folder = cifar10_root(data_root) / CIFAR10_FOLDER
+    try:
+        folder = cifar10_root(data_root) / CIFAR10_FOLDER
+    except SettingError:
+        return False
     return all((folder / f).is_file() for f in CIFAR10_FILES)
 
 
@@ -95,9 +113,16 @@ def download_failure(data_root: str) -> str | None:
     failed in the last RETRY_AFTER_S."""
     if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
         return f"downloads are off: {OFFLINE_ENV}={os.environ[OFFLINE_ENV]}"
+    try:
+        root = cifar10_root(data_root)
+    except SettingError as e:
+        return str(e)
+    if root != default_root().resolve() and root != default_root():
+        return f"CIFAR-10 is downloaded only into the data folder (${DATA_DIR_ENV}), not into data_root"
     with _failures_lock:
-        when, why = _failures.get(str(cifar10_root(data_root)), (0.0, ""))
-    return why if time.monotonic() - when < RETRY_AFTER_S else None
+        failed = _failures.get(str(root))  # (when, why); None: no failure remembered
+    # time.monotonic() starts near 0 at boot: no default time may stand for "long ago"
+    return failed[1] if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_S else None
 
 
 def forget_download_failures() -> None:
@@ -115,10 +140,10 @@ def download_cifar10(data_root: str, on_progress: ProgressFn | None = None) -> N
     """
     if cifar10_on_disk(data_root):
         return
-    root = cifar10_root(data_root)
-    known = download_failure(data_root)
+    known = download_failure(data_root)  # also: a data_root that is not the data folder
     if known is not None:
-        raise SettingError("dataset", _unavailable(root, known))
+        raise SettingError("dataset", _unavailable(describe_root(data_root), known))
+    root = cifar10_root(data_root)  # the data folder: the one folder the app creates
     from torchvision.datasets import CIFAR10
     from torchvision.datasets.utils import extract_archive
 
@@ -148,7 +173,7 @@ def download_cifar10(data_root: str, on_progress: ProgressFn | None = None) -> N
         why = _reason(e)
         with _failures_lock:
             _failures[str(root)] = (time.monotonic(), why)
-        raise SettingError("dataset", _unavailable(root, why)) from None
+        raise SettingError("dataset", _unavailable(str(root), why)) from None
 
 
 def _reason(e: Exception) -> str:
@@ -156,9 +181,9 @@ def _reason(e: Exception) -> str:
     return str(reason if reason is not None else e) or type(e).__name__
 
 
-def _unavailable(root: Path, why: str) -> str:
+def _unavailable(root: str, why: str) -> str:
     return (
-        f"CIFAR-10 is not in {root / CIFAR10_FOLDER} and the download failed ({why}). "
+        f"CIFAR-10 is not in {root}/{CIFAR10_FOLDER} and cannot be downloaded ({why}). "
         f"Put the unpacked {CIFAR10_FOLDER}/ folder under data_root (or ${DATA_DIR_ENV}), "
         "or use dataset = synthetic, the offline stand-in"
     )
@@ -167,39 +192,98 @@ def _unavailable(root: Path, why: str) -> str:
 # ---------------------------------------------------------------------------- read
 
 
-def cifar10_dataset(data_root: str, train: bool, transform=None):
-    """`torchvision.datasets.CIFAR10` over the batch files in <root>/cifar-10-batches-py.
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays, nothing else: a CIFAR batch
+    file cannot run code (a plain `pickle.load` calls whatever the file names)."""
 
-    The files' checksums are not checked here (the archive's is, when we download it), so
-    that CIFAR-format batch files from elsewhere load too: tests, the benchmark, your own.
-    """
-    from torchvision.datasets import CIFAR10
+    ALLOWED = frozenset(
+        {
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # Python 2 pickles (CIFAR-10's own) write bytes this way
+        }
+    )
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch file")
+        return super().find_class(module, name)
+
+
+def read_batch(folder: Path, name: str) -> dict:
+    """One CIFAR-10 python file (a name from CIFAR10_FILES), its size checked before reading and
+    unpickled with arrays only. Raises SettingError on data_root."""
+
+    def refuse(why: str) -> SettingError:
+        return SettingError("data_root", f"cannot read the CIFAR-10 files in {folder}: {name} {why}")
+
+    if name not in CIFAR10_MAX_BYTES:
+        raise refuse("is not a CIFAR-10 file name")
+    path = folder / name
+    if path.is_symlink():
+        raise refuse("is a symlink (copy the file instead)")
+    raw = paths.read_limited(path, CIFAR10_MAX_BYTES[name], "data_root")
+    try:
+        entry = _ArraysOnly(io.BytesIO(raw), encoding="latin1").load()
+    except Exception as e:  # any malformed pickle: UnpicklingError, EOFError, ValueError, …
+        raise refuse(f"is not a CIFAR-10 batch file ({type(e).__name__}: {str(e)[:80]})") from None
+    if not isinstance(entry, dict):
+        raise refuse("is not a CIFAR-10 batch file (not a dict)")
+    return entry
+
+
+def read_batches(data_root: str, train: bool) -> tuple[np.ndarray, list[int], list[str]]:
+    """(images (N, 32, 32, 3) uint8, labels, class names) from CIFAR-10's python files, as
+    `torchvision.datasets.CIFAR10` reads them (its checksums not checked, so that CIFAR-format
+    files from elsewhere load too: tests, the benchmark, your own)."""
+    folder = cifar10_root(data_root) / CIFAR10_FOLDER
+    names = CIFAR10_FILES[:5] if train else CIFAR10_FILES[5:6]
+    data, labels = [], []
+    try:
+        for name in names:
+            entry = read_batch(folder, name)
+            data.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels += [int(v) for v in entry.get("labels", entry.get("fine_labels", []))]
+        classes = [str(c) for c in read_batch(folder, "batches.meta")["label_names"]]
+        images = np.vstack(data).transpose((0, 2, 3, 1))  # HWC, as torchvision holds them
+    except SettingError:
+        raise
+    except (KeyError, ValueError, TypeError) as e:
+        raise SettingError(
+            "data_root", f"cannot read the CIFAR-10 files in {folder}: malformed ({type(e).__name__})"
+        ) from None
+    if len(labels) != len(images) or not all(0 <= v < len(classes) for v in labels):
+        raise SettingError("data_root", f"the CIFAR-10 files in {folder} have labels that do not match the images")
+    return images, labels, classes
+
+
+def cifar10_dataset(data_root: str, train: bool, transform=None):
+    """`torchvision.datasets.CIFAR10` over the batch files in <root>/cifar-10-batches-py, read by
+    `read_batches` (arrays only, sizes checked) instead of torchvision's plain unpickling."""
+    from torchvision.datasets import CIFAR10, VisionDataset
 
     class CifarFiles(CIFAR10):
-        def _check_integrity(self) -> bool:
-            return cifar10_on_disk(str(self.root))
-
-        def _load_meta(self) -> None:
-            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
-                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+        def __init__(self) -> None:
+            VisionDataset.__init__(self, str(cifar10_root(data_root)), transform=transform)
+            self.train = train
+            self.data, self.targets, self.classes = read_batches(data_root, train)
             self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
-    return CifarFiles(str(cifar10_root(data_root)), train=train, transform=transform)
+    return CifarFiles()
 
 
 def read_cifar10(data_root: str) -> Images:
-    """CIFAR-10 (or any CIFAR-format batch files) through `torchvision.datasets.CIFAR10`."""
-    root = cifar10_root(data_root)
-    try:
-        train, test = cifar10_dataset(data_root, train=True), cifar10_dataset(data_root, train=False)
-    except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, RuntimeError) as e:
-        raise SettingError("data_root", f"cannot read the CIFAR-10 files in {root / CIFAR10_FOLDER}: {e}") from None
+    """CIFAR-10 (or any CIFAR-format batch files), read as `torchvision.datasets.CIFAR10` reads them."""
+    train_x, train_y, classes = read_batches(data_root, train=True)
+    test_x, test_y, _ = read_batches(data_root, train=False)
     return Images(
-        *_planes(train.data, train.targets),
-        *_planes(test.data, test.targets),
-        classes=tuple(train.classes),
+        *_planes(train_x, train_y),
+        *_planes(test_x, test_y),
+        classes=tuple(classes),
         source=LABELS["cifar10"],
-        root=str(root),
+        root=str(cifar10_root(data_root)),
     )
 
 
@@ -210,12 +294,14 @@ def _planes(hwc: np.ndarray, labels) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def read_folder(data_root: str) -> Images:
-    """`torchvision.datasets.ImageFolder` over <root>/train/<class>/... and <root>/test/<class>/...,
-    every image converted to RGB and resized to 32x32. Raises SettingError on data_root with
-    what is wrong: no root given, a missing root or split, unreadable images, classes that differ."""
+    """Your images in <root>/train/<class>/... and <root>/test/<class>/..., as
+    `torchvision.datasets.ImageFolder` would find them (same classes, same order), every image
+    converted to RGB and resized to 32x32. The root must lie in an allowed folder (core/paths.py);
+    the scan follows no symlink and stops at FOLDER_MAX_IMAGES images or FOLDER_SCAN_SECONDS.
+    Raises SettingError on data_root with what is wrong."""
     if not data_root.strip():
         raise SettingError("data_root", "give the folder that holds train/<class>/… and test/<class>/… images")
-    root = Path(data_root).expanduser()
+    root = paths.allowed(data_root, "data_root")
     if not root.is_dir():
         raise SettingError("data_root", f"{root} is not a folder")
     missing = [s for s in ("train", "test") if not (root / s).is_dir()]
@@ -225,7 +311,9 @@ def read_folder(data_root: str) -> Images:
             f"{root} has no {' and no '.join(m + '/' for m in missing)} folder; "
             "expected <root>/train/<class>/<image> and <root>/test/<class>/<image>",
         )
-    splits = {s: _read_split(root / s) for s in ("train", "test")}
+    deadline = time.monotonic() + FOLDER_SCAN_SECONDS
+    seen = [0]  # images found so far, over both splits
+    splits = {s: _read_split(root / s, seen, deadline) for s in ("train", "test")}
     (train_x, train_y, train_classes), (test_x, test_y, test_classes) = splits["train"], splits["test"]
     if train_classes != test_classes:
         only_train = sorted(set(train_classes) - set(test_classes))
@@ -240,31 +328,38 @@ def read_folder(data_root: str) -> Images:
     return Images(train_x, train_y, test_x, test_y, tuple(train_classes), LABELS["folder"], str(root))
 
 
-def _read_split(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _read_split(folder: Path, seen: list[int], deadline: float) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     from PIL import Image
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    def load_rgb(path: str) -> Image.Image:
-        with Image.open(path) as img:
-            return img.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)
-
-    try:
-        dataset = ImageFolder(str(folder), loader=load_rgb)
-    except FileNotFoundError as e:  # no class folders, or class folders without images
-        raise SettingError("data_root", f"{folder}: {e}") from None
-    if len(dataset) > FOLDER_MAX_IMAGES:
-        raise SettingError("data_root", f"{folder} has {len(dataset)} images; at most {FOLDER_MAX_IMAGES} are read")
+    classes = paths.subfolders(folder)
+    samples = []  # (path, class index) in ImageFolder's order: by folder path, then by file name
+    for i, name in enumerate(classes):
+        files = paths.walk_files(
+            folder / name, IMG_EXTENSIONS, max_files=FOLDER_MAX_IMAGES, deadline=deadline, setting="data_root",
+            found=seen[0],
+        )  # fmt: skip
+        found = sorted(files, key=lambda p: (str(p.parent), p.name))
+        seen[0] += len(found)
+        samples += [(p, i) for p in found]
+    if not samples:
+        raise SettingError("data_root", f"no images ({', '.join(IMG_EXTENSIONS)}) in class folders under {folder}")
     images, bad = [], []
-    for path, _ in dataset.samples:
+    for path, _ in samples:
+        if time.monotonic() > deadline:
+            raise SettingError("data_root", f"reading the images took over {FOLDER_SCAN_SECONDS} s: use fewer")
         try:
-            images.append(np.asarray(load_rgb(path)))
-        except OSError as e:  # PIL's UnidentifiedImageError is an OSError
-            bad.append(f"{Path(path).relative_to(folder.parent)} ({type(e).__name__})")
+            if path.stat().st_size > IMAGE_MAX_BYTES:
+                raise OSError("over 20 MB")
+            with Image.open(path) as img:
+                images.append(np.asarray(img.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)))
+        except (OSError, Image.DecompressionBombError, ValueError) as e:  # UnidentifiedImageError is an OSError
+            bad.append(f"{path.relative_to(folder.parent)} ({type(e).__name__})")
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         raise SettingError("data_root", f"cannot read {len(bad)} image(s): {bad[0]}{more}")
-    x, y = _planes(np.stack(images), dataset.targets)
-    return x, y, list(dataset.classes)
+    x, y = _planes(np.stack(images), [i for _, i in samples])
+    return x, y, classes
 
 
 # ---------------------------------------------------------------------------- synthetic stand-in
@@ -374,15 +469,21 @@ def make_synthetic(sizes: tuple[int, int] = SYNTHETIC_SIZES, seed: int = SYNTHET
 # ---------------------------------------------------------------------------- the shared copy
 
 
+def images_bytes(images: Images) -> int:
+    return sum(t.nbytes for t in (images.train_x, images.train_y, images.test_x, images.test_y))
+
+
 class DataCache:
-    """Loaded image sets by key, least recently used first out; one load per key at a time.
+    """Loaded image sets by key, least recently used first out, bounded by the bytes they hold
+    (CIFAR-10 and the stand-in: 184 MB each); one load per key at a time. A set bigger than the
+    whole bound is returned but not kept.
 
     Thread-safe: sessions asking for the same set while it loads wait for that one load
     instead of reading it again.
     """
 
-    def __init__(self, max_entries: int = 2):
-        self.max_entries = max_entries
+    def __init__(self, max_bytes: int = 400 << 20):
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._items: OrderedDict[tuple, Images] = OrderedDict()
         self._loading: dict[tuple, threading.Lock] = {}
@@ -399,10 +500,11 @@ class DataCache:
                     return self._items[key]
             images = make()
             with self._lock:
-                self._items[key] = images
-                while len(self._items) > self.max_entries:
-                    self._items.popitem(last=False)
                 self._loading.pop(key, None)
+                if images_bytes(images) <= self.max_bytes:
+                    self._items[key] = images
+                while sum(images_bytes(i) for i in self._items.values()) > self.max_bytes:
+                    self._items.popitem(last=False)
             return images
 
     def __len__(self) -> int:
@@ -423,7 +525,7 @@ def load(source: str, data_root: str, device: torch.device, on_download: Progres
     elif source == "cifar10":
         key = (source, str(cifar10_root(data_root).resolve()), str(device))
     elif source == "folder":
-        key = (source, str(Path(data_root).expanduser().resolve()) if data_root.strip() else "", str(device))
+        key = (source, str(paths.allowed(data_root, "data_root")) if data_root.strip() else "", str(device))
     else:
         raise SettingError("dataset", f"must be one of {', '.join(SOURCES)} (got {source!r})")
 

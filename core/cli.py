@@ -2,6 +2,7 @@
 
     python -m core list [--json]
     python -m core run CASE [--preset NAME] [--set KEY=VALUE ...] [--device auto|cpu|cuda|mps] [--history]
+                           [--max-seconds S]
     python -m core script CASE [--preset NAME] [--set KEY=VALUE ...]
     python -m core figures CASE [--preset NAME] [--set KEY=VALUE ...] [--device ...] --out DIR
 
@@ -42,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     for p in (p_run, p_fig):
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+        p.add_argument(
+            "--max-seconds",
+            type=float,
+            default=None,
+            help="refuse a run whose estimated cost is over this many seconds (default: no limit)",
+        )
     p_run.add_argument("--history", action="store_true", help="include the per-step history")
     p_fig.add_argument("--out", required=True, help="folder for the PNG and SVG files")
     return parser
@@ -107,7 +114,7 @@ def cmd_run(args) -> dict[str, Any]:
 
     case, config = configured(args)
     device = device_.pick(args.device)
-    result = runner.execute(case, config, device)
+    result = runner.execute(case, config, device, max_seconds=args.max_seconds)
     out = {
         "case": case.name,
         "preset": args.preset,
@@ -130,10 +137,10 @@ def cmd_figures(args) -> dict[str, Any]:
 
     case, config = configured(args)
     device = device_.pick(args.device)
-    runs = {"current": runner.execute(case, config, device)}
+    runs = {"current": runner.execute(case, config, device, max_seconds=args.max_seconds)}
     reference = case.comparison(config)
     if reference is not None:
-        runs["as-posted"] = runner.execute(case, reference, device)
+        runs["as-posted"] = runner.execute(case, reference, device, max_seconds=args.max_seconds)
     paths = figures.write(figures.charts_for(case, runs), Path(args.out), case.file_stem(config))
     return {"case": case.name, "preset": args.preset, "device": str(device), "files": [str(p) for p in paths]}
 

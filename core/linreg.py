@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from core import nets
-from core.case import Case, Finding
+from core.case import Case, Cost, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
 
@@ -554,6 +554,23 @@ def run(config: LinregConfig, device: torch.device, on_progress=None) -> RunResu
     return run_sweep(config, device, on_progress)
 
 
+def cost(config: LinregConfig) -> Cost:
+    """Seconds on the 2-core CPU. A single run goes through autograd and torch.optim: a fixed
+    part per step, plus the batch (B², the (B, B) broadcast, as posted). The sweep trains every
+    run at once from batch means: per step of all its runs a few microseconds, plus the samples
+    the shuffled epochs draw."""
+    n = config.n_points
+    if config.mode == "single":
+        b = min(config.batch_size, n)
+        pairs = b * b if config.target_shape == "as-posted" else b
+        return Cost(0.05 + steps_for(config, b) * (4e-4 + 2.5e-9 * pairs), config.budget)
+    sizes = [min(bs, n) for bs in sweep_sizes(config)]
+    steps = len(shuffles(config)) * sum(steps_for(config, bs) for bs in sizes)
+    samples = sum(math.ceil(steps_for(config, bs) / n_batches(n, bs)) * n for bs in sizes if bs < n)
+    samples *= int(config.shuffle != "false")
+    return Cost(0.1 + 2e-6 * steps + 1e-8 * samples, config.budget)
+
+
 def check(config: LinregConfig) -> list[str]:
     n = config.n_points
     problems = []
@@ -742,6 +759,7 @@ CASE = Case(
     settings=SETTINGS,
     run=run,
     check=check,
+    cost=cost,
     serial=lambda config: True,  # two weights per run: ops of microseconds, bound by the interpreter
 )
 

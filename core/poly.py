@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from numpy.polynomial import Legendre, Polynomial
 
 from core import lrfind, nets, points
-from core.case import Case, Finding
+from core.case import Case, Cost, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
 
@@ -93,6 +93,7 @@ SETTINGS = (
         "your own (x, y) points instead of sin(x): n_points, x_min, x_max and noise are then ignored, and the "
         "centered and legendre bases map your x range to [-1, 1]",
         kind="points",
+        in_url=False,
     ),
     Setting(
         "basis",
@@ -620,6 +621,16 @@ def _result(config, x, y, a64, lam, optimum, history: History, theta, scan, limi
 # ---------------------------------------------------------------------------- checks
 
 
+def cost(config: PolyConfig) -> Cost:
+    """Seconds on the 2-core CPU: the scan trains ~30 copies at once, so an epoch costs a fixed
+    part (a few small ops: interpreter-bound) and the copies' matmuls over the points; L-BFGS
+    adds up to 20 evaluations per epoch through autograd."""
+    rows, n, p = 30, size(config), config.degree + 1
+    epoch = 2e-5 + 4 * rows * n * p * 2.5e-10
+    lbfgs = 2.5e-3 * config.epochs if config.optimizer == "lbfgs" else 0.0
+    return Cost(0.05 + config.epochs * epoch + lbfgs, "epochs")
+
+
 def check(config: PolyConfig) -> list[str]:
     """Rules across settings: a non-empty x range, enough distinct x values for the coefficients, a
     bounded workload, and a design matrix that the dtype can resolve (condition number below 1/eps)."""
@@ -784,6 +795,7 @@ CASE = Case(
     settings=SETTINGS,
     run=run,
     check=check,
+    cost=cost,
     reference=reference,
     serial=lambda config: True,  # 4 weights on a few points: ops of microseconds, bound by the interpreter
 )

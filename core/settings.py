@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ class Setting:
     choices: tuple[str, ...] = ()  # allowed strings, for a choice
     max_len: int | None = None  # for width lists: most entries
     kind: str = ""  # the type, where the default's type does not say it ("points": (x, y) pairs)
+    in_url: bool = True  # False for a server path or an upload: a link never carries it (core/paths.py)
 
     def allowed(self, kind: str = "") -> str:
         """The allowed values in words, for messages and `core list`."""
@@ -122,18 +124,13 @@ def parse(setting: Setting, kind: str, text: str) -> Any:
             return False
         raise SettingError(name, f"expected true or false, got {s!r}")
     if kind == "int":
-        try:
-            f = float(s)
-        except ValueError:
-            raise SettingError(name, f"expected a whole number, got {s!r}") from None
-        if not math.isfinite(f) or not f.is_integer():
-            raise SettingError(name, f"expected a whole number, got {s!r}")
-        return int(f)
+        if not _INT.fullmatch(s) or not float(s).is_integer():
+            raise SettingError(name, f"expected a whole number in ASCII digits such as 3000 or 3e3, got {_short(s)}")
+        return int(float(s)) if "e" in s.lower() else int(s.split(".")[0])
     if kind == "float":
-        try:
-            return float(s)
-        except ValueError:
-            raise SettingError(name, f"expected a number, got {s!r}") from None
+        if not _FLOAT.fullmatch(s):
+            raise SettingError(name, f"expected a number such as 0.001 or 1e-3, got {_short(s)}")
+        return float(s)
     if kind == "choice":
         return s
     if kind == "points":
@@ -142,10 +139,22 @@ def parse(setting: Setting, kind: str, text: str) -> Any:
         return parse_file(s)
     if kind == "widths":
         parts = [p.strip() for p in s.split(",")]
-        if not s or any(not p.lstrip("-").isdigit() for p in parts):
-            raise SettingError(name, f"expected comma-separated whole numbers such as 32,128,32, got {s!r}")
+        if not s or len(parts) > 64 or any(not _WIDTH.fullmatch(p) for p in parts):
+            raise SettingError(name, f"expected comma-separated whole numbers such as 32,128,32, got {_short(s)}")
         return tuple(int(p) for p in parts)
     raise TypeError(kind)
+
+
+# What typed numbers may look like: ASCII only (str.isdigit() and float() also take '²' and '١٢'),
+# and short (int() refuses over 4,300 digits with a ValueError of its own).
+_INT = re.compile(r"[+-]?[0-9]{1,18}(?:\.[0-9]{0,18})?(?:[eE]\+?[0-9])?", re.ASCII)  # 3000, -1, 3000.0, 3e3
+_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,40}\.?[0-9]{0,40}|\.[0-9]{1,40})(?:[eE][+-]?[0-9]{1,4})?", re.ASCII)
+_WIDTH = re.compile(r"[+-]?[0-9]{1,9}", re.ASCII)
+
+
+def _short(text: str) -> str:
+    """A bad value as a message shows it: quoted, and cut after 40 characters."""
+    return repr(text[:40] + "…" if len(text) > 40 else text)
 
 
 def check_value(setting: Setting, kind: str, value: Any) -> None:

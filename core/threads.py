@@ -28,7 +28,7 @@ import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -82,6 +82,72 @@ class ThreadPolicy:
 # The one process-wide policy: torch's thread pool is process-wide state, so the count
 # of runs sharing it must be too. All access goes through the lock above.
 POLICY = ThreadPolicy()
+
+
+class Stopped(Exception):
+    """A run ended by its Stop button (or its caller) at a progress check."""
+
+
+class Gate:
+    """At most `slots` heavy runs at once in this process; the others wait in line, first come
+    first served. While a run waits, `on_wait(position)` is called every `poll_s` seconds
+    (1 = next in line): the app shows the position there, and may raise to give up waiting.
+    """
+
+    def __init__(self, slots: int | None = None, poll_s: float = 0.25):
+        self.slots = slots or available_cores()
+        self.poll_s = poll_s
+        self._cond = threading.Condition()
+        self._running = 0
+        self._line: list[object] = []  # tickets of the runs waiting, in arrival order
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        return len(self._line)
+
+    @contextmanager
+    def slot(self, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
+        ticket = object()
+        with self._cond:
+            self._line.append(ticket)
+        try:
+            while True:
+                with self._cond:
+                    position = self._line.index(ticket)
+                    if position == 0 and self._running < self.slots:
+                        self._line.pop(0)
+                        self._running += 1
+                        self._cond.notify_all()
+                        break
+                    self._cond.wait(self.poll_s)
+                if on_wait is not None:
+                    on_wait(position + 1)
+        except BaseException:
+            with self._cond:
+                if ticket in self._line:
+                    self._line.remove(ticket)
+                self._cond.notify_all()
+            raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap's free memory back to the OS (glibc's malloc_trim). Called after each run:
+    `keep_freed_memory` keeps freed blocks for speed *during* a run, and without this an idle
+    server would hold on to the peak of its biggest run. False where there is no glibc."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim(0) == 1
+    except (OSError, AttributeError):
+        return False
 
 
 def keep_freed_memory() -> bool:

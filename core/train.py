@@ -11,12 +11,15 @@ Sync points: losses are written into a tensor on the device and only read back e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
+
+TICK_S = 0.5  # progress (and a chance to stop) at least this often, however long an epoch is
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,9 @@ def train(
 
     params: the trained tensors by layer name (for the per-layer records).
     track_every: record gradient norms and update/weight ratios every k steps (0: never).
-    on_progress: called at every check; it may raise to interrupt (Streamlit's rerun does),
-    in which case nothing is returned and nothing half-done escapes.
+    on_progress: called at every check (every `check_every` steps, and at least every TICK_S
+    seconds whatever the step's cost); it may raise to interrupt (Streamlit's rerun does, and
+    so does the Stop button), in which case nothing is returned and nothing half-done escapes.
     """
     names = list(params)
     tensors = [params[n] for n in names]
@@ -79,6 +83,7 @@ def train(
     needs_closure = isinstance(optimizer, torch.optim.LBFGS)
     checked = 0  # losses[:checked] are known to be finite
     diverged_at = None
+    next_tick = time.monotonic() + TICK_S
     # the weights before a tracked step: allocated once (a fresh 3.7 MB copy per record cost
     # ~150 page faults each in case 2)
     before = [torch.empty_like(t) for t in tensors] if track_every else []
@@ -106,7 +111,8 @@ def train(
         if track:
             tracked.append((step + 1, _layer_record(tensors, before)))
 
-        if (step + 1) % check_every == 0 or step + 1 == steps:
+        due = (step + 1) % check_every == 0 or step + 1 == steps
+        if due or (on_progress is not None and time.monotonic() >= next_tick):  # at least every TICK_S
             chunk = losses[checked : step + 1]
             bad = ~torch.isfinite(chunk)
             if bad.any():  # sync point: one read per check
@@ -115,6 +121,7 @@ def train(
             checked = step + 1
             if on_progress is not None:
                 on_progress(Progress(checked, steps, losses[:checked].to("cpu", copy=True).numpy()))
+                next_tick = time.monotonic() + TICK_S
 
     steps_run = diverged_at - 1 if diverged_at is not None else checked
     loss = losses[:steps_run].cpu().numpy()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,14 +23,27 @@ from core.case import Case, Finding
 from core.settings import SettingError, check_value, parse, to_text
 from core.train import Progress, RunResult
 
-RESULTS_MAX_ENTRIES = 64  # finished runs kept per server process (a few MB each at most)
+RESULTS_MAX_BYTES = 256 << 20  # finished runs kept per server process, in bytes of their tables
 PROGRESS_EVERY_S = 0.25  # how often the bar and the growing curve are redrawn
+MAX_RUN_SECONDS_ENV = "CLINIC_MAX_RUN_SECONDS"  # raises (or lowers) the limit on one run's estimated cost
+MAX_RUN_SECONDS = 120.0  # the default: about 2 minutes on a 2-core CPU
+LINK_CONFIRM_SECONDS = 20.0  # a link whose run is estimated longer than this waits for a Run click
 
 
 @st.cache_resource(show_spinner=False)
 def results() -> runner.ResultCache:
     """One bounded cache of finished runs for the whole server, keyed by (case, config, device)."""
-    return runner.ResultCache(RESULTS_MAX_ENTRIES)
+    return runner.ResultCache(RESULTS_MAX_BYTES)
+
+
+def max_run_seconds() -> float:
+    """The server's limit on one run's estimated cost: $CLINIC_MAX_RUN_SECONDS, else 120 s."""
+    text = os.environ.get(MAX_RUN_SECONDS_ENV, "").strip()
+    try:
+        value = float(text) if text else MAX_RUN_SECONDS
+    except ValueError:
+        value = MAX_RUN_SECONDS
+    return value if math.isfinite(value) and value > 0 else MAX_RUN_SECONDS
 
 
 # ------------------------------------------------------------------ page and device
@@ -110,7 +125,7 @@ def url_params(case: Case, config: Any, page: bool = True) -> dict[str, str]:
         return {
             f.name: to_text(getattr(config, f.name))
             for f in dataclasses.fields(config)
-            if getattr(config, f.name) != getattr(base, f.name) and case.kind(f.name) != "points"  # uploads stay out
+            if getattr(config, f.name) != getattr(base, f.name) and case.setting(f.name).in_url  # no paths, no uploads
         }
 
     found = {n: differences(p) for n, p in presets.items()}
@@ -141,17 +156,22 @@ def from_url(case: Case) -> None:
     for name, text in params.items():
         try:
             s = case.setting(name)
+            if not s.in_url:  # a server path or an upload: nothing is opened, whatever the value
+                notices.append(f"{name} is never taken from a link (it names a file or folder on the server): ignored")
+                continue
             value = parse(s, case.kind(name), text)
             check_value(s, case.kind(name), value)
             values[name] = value
         except SettingError as e:
-            notices.append(f"{e}; using {to_text(values[name])}" if name in values else f"ignored {name}={text!r}")
+            notices.append(f"{e}; using {to_text(values[name])}" if name in values else f"ignored {name}={text[:40]!r}")
     config = case.config_cls(**values)
     if case.check(config):  # a combination the case refuses: the preset as it is
         notices += [f"{p}; using the preset {preset!r} unchanged" for p in case.check(config)]
         config = case.page_preset(preset)
     load(case, dataclasses.asdict(config))
     st.session_state[f"{case.name}._notices"] = notices
+    if case.cost(config).seconds > LINK_CONFIRM_SECONDS:  # a link alone never starts a long run
+        st.session_state[f"{case.name}._confirm"] = config
 
 
 def to_url(case: Case, config: Any) -> None:
@@ -222,7 +242,9 @@ def _from_widgets(case: Case) -> tuple[Any, list[str]]:
     if problems:
         return None, problems
     config = case.config_cls(**values)
-    return config, case.errors(config)
+    problems = case.errors(config)
+    limit = runner.over_limit(case, config, max_run_seconds()) if not problems else None
+    return config, problems + ([limit] if limit else [])
 
 
 def build_config(case: Case) -> Any:
@@ -275,37 +297,82 @@ def points_upload(case: Case) -> None:
 def run(
     case: Case, config: Any, device: torch.device, label: str = "Training", task: Callable | None = None
 ) -> RunResult:
-    """A finished result from the cache, or train now with a progress bar and a growing loss
-    curve. A settings change mid-run interrupts it at the next redraw; nothing is cached then.
+    """A finished result from the cache, or train now with a progress bar, the time left, a
+    growing loss curve and a Stop button. A settings change mid-run interrupts it at the next
+    redraw; nothing is cached then. A run that came from a link and is estimated over
+    LINK_CONFIRM_SECONDS, or that the user stopped, waits for a Run click (the page stops
+    there). Heavy runs may wait for a free slot first, with their place in the line shown.
     `task`: another function of the case to run with the config (default: its run)."""
     cache = results()
     cache_key = cache.key(case, config, device, task)
     hit = cache.get(cache_key)
     if hit is not None:
         return hit
+    _hold_for_run_click(case, config, cache_key, task)
     box = st.empty()
     with box.container():
-        bar = st.progress(0.0, text=f"{label}…")
+        left, right = st.columns([6, 1], vertical_alignment="center")
+        bar = left.progress(0.0, text=f"{label}…")
+        right.button(
+            "Stop",
+            key=f"{case.name}._stop.{hash(cache_key) & 0xFFFFFFFF:08x}",  # a page may train several runs
+            icon=":material/stop_circle:",
+            on_click=st.session_state.__setitem__,
+            args=(f"{case.name}._stopped", cache_key),
+            help="End this run at its next progress check (within a second). Nothing is kept.",
+        )
         curve = st.empty()
-    last = [0.0]
+    last, started = [0.0], time.monotonic()
+
+    def on_wait(position: int) -> None:
+        bar.progress(0.0, text=f"{label}: waiting for a free slot, number {position} in line "
+                     f"({runner.GATE.slots} long runs at once on this server)")  # fmt: skip
 
     def on_progress(p: Progress) -> None:
         now = time.monotonic()
         if now - last[0] < PROGRESS_EVERY_S:
             return
         last[0] = now
-        bar.progress(p.step / p.total, text=f"{label}: step {p.step:,} of {p.total:,}")
+        left_s = (now - started) / max(p.step, 1) * (p.total - p.step)
+        bar.progress(p.step / p.total, text=f"{label}: step {p.step:,} of {p.total:,}, about {left_s:.0f} s left")
         curve.altair_chart(charts.live_loss(p.loss), width="stretch", theme=None)
 
     try:
-        result = runner.execute(case, config, device, on_progress, task=task)
-    except SettingError as e:  # validated already; kept as a guard against a bad preset
+        result = runner.execute(
+            case, config, device, on_progress, task=task, max_seconds=max_run_seconds(), on_wait=on_wait
+        )
+    except SettingError as e:  # over the cost limit (a pin, say), or a bad preset
         box.empty()
-        st.error(str(e))
+        st.error(str(e), icon=":material/error:")
         st.stop()
     box.empty()
     cache.put(cache_key, result)
     return result
+
+
+def _hold_for_run_click(case: Case, config: Any, cache_key: tuple, task: Callable | None) -> None:
+    """Stop the page with a Run button when this run was stopped by the user, or came from a link
+    and is long. The button clears the hold and the page runs it."""
+    stopped, confirm = f"{case.name}._stopped", f"{case.name}._confirm"
+    if st.session_state.get(stopped) == cache_key:
+        why = "You stopped this run."
+    elif task is None and st.session_state.get(confirm) == config:
+        why = (
+            f"This link asks for a run of about {case.cost(config).seconds:.0f} s (estimated from its settings): "
+            "it starts when you ask."
+        )
+    else:
+        return
+    with st.container(border=True):
+        st.info(why, icon=":material/pause_circle:")
+        st.button(
+            "Run",
+            key=f"{case.name}._run_click",
+            type="primary",
+            icon=":material/play_arrow:",
+            on_click=lambda: [st.session_state.pop(k, None) for k in (stopped, confirm)],
+        )
+    st.stop()
 
 
 # ------------------------------------------------------------------ showing

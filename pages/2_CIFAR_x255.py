@@ -34,7 +34,7 @@ if st.session_state[dataset_key] == "cifar10" and not cifar_data.cifar10_on_disk
 
         def show(done: int, total: int) -> None:
             share = min(done / total, 1.0) if total else 0.0
-            bar.progress(share, text=f"Downloading CIFAR-10 into {cifar_data.cifar10_root(root)}: {done / 1e6:.0f} MB")
+            bar.progress(share, text=f"Downloading CIFAR-10 into {cifar_data.describe_root(root)}: {done / 1e6:.0f} MB")
 
         try:
             cifar_data.download_cifar10(root, show)
@@ -55,7 +55,7 @@ def retry_download() -> None:
 if st.session_state[dataset_key] == "synthetic" and st.session_state.get("cifar.stand_in_because"):
     with st.container(border=True):
         st.markdown(
-            f"**Synthetic stand-in.** CIFAR-10 is not in `{cifar_data.cifar10_root(root)}` and could not be "
+            f"**Synthetic stand-in.** CIFAR-10 is not in `{cifar_data.describe_root(root)}` and could not be "
             f"downloaded ({st.session_state['cifar.stand_in_because']}), so this page trains on the offline "
             "stand-in: 10 classes of generated 32×32 colour images (shapes of varied position, size and colour "
             f"on noisy backgrounds), {cifar_data.SYNTHETIC_SIZES[0]:,} for training and "
@@ -121,7 +121,7 @@ with st.sidebar:
 device = ui.device_sidebar()
 
 if st.session_state[dataset_key] == "cifar10" and cifar10_missing is not None:  # chosen again, still missing
-    st.error(f"**dataset**: CIFAR-10 is not in `{cifar_data.cifar10_root(root)}` ({cifar10_missing}).", icon="⚠️")
+    st.error(f"**dataset**: CIFAR-10 is not in `{cifar_data.describe_root(root)}` ({cifar10_missing}).", icon="⚠️")
     st.button("Try the CIFAR-10 download again", key="cifar.retry.error", on_click=retry_download)
     st.stop()
 config = ui.build_config(case)

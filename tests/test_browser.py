@@ -6,6 +6,7 @@ is not used). Skipped where Chromium is missing, except in CI (CI=true), where a
 missing browser is a failure: `.ci/run` installs it.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -44,34 +46,44 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
+    with streamlit_server() as (url, started, _):
+        yield url, started
+
+
+@contextlib.contextmanager
+def streamlit_server(env: dict[str, str] | None = None):
+    """`streamlit run app.py` on a free port, with `env` added to this process's environment:
+    yields (url, when it was started, the process)."""
     _require(CHROMIUM is not None, "no chromium on PATH")
     port = free_port()
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not come up:\n{proc.stdout.read() if proc.stdout else ''}")
-            time.sleep(0.25)
-        yield url, started
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile("w+") as log:  # not a pipe: a server that logs a lot never blocks on it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.read().decode().strip() == "ok":
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"streamlit did not come up:\n{log.read()}")
+                time.sleep(0.25)
+            yield url, started, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture(scope="module")

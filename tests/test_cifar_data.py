@@ -30,6 +30,7 @@ def _offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(cifar_data.urllib.request, "urlopen", no_network)
     monkeypatch.setenv(cifar_data.DATA_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("CLINIC_ALLOWED_ROOTS", str(tmp_path))  # the files these tests write may be read
     cifar_data.forget_download_failures()
     cifar_data.CACHE.clear()
     yield
@@ -108,22 +109,45 @@ def test_a_failed_download_fails_fast_with_a_clear_message_and_is_remembered(tmp
     monkeypatch.setattr(cifar_data.urllib.request, "urlopen", no_network)
     start = time.monotonic()
     with pytest.raises(SettingError) as e:
-        cifar_data.load("cifar10", str(tmp_path), CPU)
+        cifar_data.load("cifar10", "", CPU)  # "": the data folder, the one place downloads go
     assert time.monotonic() - start < 5
     message = str(e.value)
-    assert message.startswith(f"dataset: CIFAR-10 is not in {tmp_path / 'cifar-10-batches-py'} and the download failed")
+    cache = tmp_path / "cache"
+    assert message.startswith(f"dataset: CIFAR-10 is not in {cache}/cifar-10-batches-py and cannot be downloaded")
     assert "Name or service not known" in message and "dataset = synthetic" in message
     assert calls and calls[0][0] == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-    assert "Name or service not known" in cifar_data.download_failure(str(tmp_path))
+    assert "Name or service not known" in cifar_data.download_failure("")
     # remembered: the next ask fails at once, without another attempt
     with pytest.raises(SettingError):
-        cifar_data.download_cifar10(str(tmp_path))
+        cifar_data.download_cifar10("")
     assert len(calls) == 1
     cifar_data.forget_download_failures()
     with pytest.raises(SettingError):
-        cifar_data.download_cifar10(str(tmp_path))
+        cifar_data.download_cifar10("")
     assert len(calls) == 2
-    assert not list(tmp_path.glob("*.part"))
+    assert not list(cache.glob("*.part"))
+
+
+def test_the_retry_clock_does_not_start_at_boot(monkeypatch):
+    """time.monotonic() counts from boot: on a machine up for 5 minutes, 'no failure yet' must
+    not read as 'a failure 5 minutes ago' (it hid CIFAR-10 for the first 10 minutes)."""
+    monkeypatch.setattr(cifar_data.time, "monotonic", lambda: 300.0)
+    assert cifar_data.download_failure("") is None
+    with pytest.raises(SettingError):
+        cifar_data.download_cifar10("")  # the network is off in these tests: a failure, remembered
+    assert cifar_data.download_failure("") == "network disabled in tests"
+    monkeypatch.setattr(cifar_data.time, "monotonic", lambda: 300.0 + cifar_data.RETRY_AFTER_S + 1)
+    assert cifar_data.download_failure("") is None
+
+
+def test_downloads_go_only_into_the_data_folder(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cifar_data.urllib.request, "urlopen", lambda *a, **k: calls.append(a))
+    for root in (tmp_path / "elsewhere" / "new", tmp_path / "cache" / ".." / "x"):
+        with pytest.raises(SettingError, match="downloaded only into the data folder"):
+            cifar_data.download_cifar10(str(root))
+        assert not root.exists()
+    assert not calls and not (tmp_path / "elsewhere").exists()
 
 
 class FakeResponse(io.BytesIO):
@@ -141,9 +165,9 @@ def archive_of(folder) -> bytes:
 
 def test_downloads_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv(cifar_data.OFFLINE_ENV, "1")
-    assert cifar_data.download_failure(str(tmp_path)) == "downloads are off: CLINIC_OFFLINE=1"
-    with pytest.raises(SettingError, match=r"the download failed \(downloads are off: CLINIC_OFFLINE=1\)"):
-        cifar_data.load("cifar10", str(tmp_path), CPU)
+    assert cifar_data.download_failure("") == "downloads are off: CLINIC_OFFLINE=1"
+    with pytest.raises(SettingError, match=r"cannot be downloaded \(downloads are off: CLINIC_OFFLINE=1\)"):
+        cifar_data.load("cifar10", "", CPU)
 
 
 def test_a_download_is_checked_unpacked_and_reported(tmp_path, monkeypatch):
@@ -154,11 +178,11 @@ def test_a_download_is_checked_unpacked_and_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar_data.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payload))
     monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(payload).hexdigest())
     seen = []
-    root = tmp_path / "into"
-    cifar_data.download_cifar10(str(root), lambda done, total: seen.append((done, total)))
+    root = tmp_path / "cache"  # the data folder, created by the download
+    cifar_data.download_cifar10("", lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(payload), len(payload))
-    assert cifar_data.cifar10_on_disk(str(root)) and not list(root.glob("*.tar.gz"))
-    np.testing.assert_array_equal(cifar_data.load("cifar10", str(root), CPU).train_x.numpy(), train)
+    assert cifar_data.cifar10_on_disk("") and not list(root.glob("*.tar.gz"))
+    np.testing.assert_array_equal(cifar_data.load("cifar10", "", CPU).train_x.numpy(), train)
 
 
 def test_a_corrupted_download_is_refused(tmp_path, monkeypatch):
@@ -166,9 +190,9 @@ def test_a_corrupted_download_is_refused(tmp_path, monkeypatch):
     payload = archive_of(tmp_path / "source" / "cifar-10-batches-py")
     monkeypatch.setattr(cifar_data.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payload))
     with pytest.raises(SettingError) as e:  # torchvision's real MD5 does not match this archive
-        cifar_data.download_cifar10(str(tmp_path / "into"))
+        cifar_data.download_cifar10("")
     assert "MD5" in str(e.value) and "broken download" in str(e.value)
-    assert not cifar_data.cifar10_on_disk(str(tmp_path / "into"))
+    assert not cifar_data.cifar10_on_disk("")
 
 
 # ---------------------------------------------------------------------------- folder
@@ -218,7 +242,7 @@ def test_a_folder_of_images_loads_resized_to_32x32_rgb(tmp_path):
             ".",
             "data_root: train/ and test/ must hold the same class folders; only in train/: cow; only in test/: none",
         ),
-        (lambda p: ((p / "train").mkdir(), (p / "test").mkdir()), ".", "data_root: {root}/train: Couldn't find any"),
+        (lambda p: ((p / "train").mkdir(), (p / "test").mkdir()), ".", "data_root: no images (.jpg"),
         (lambda p: image_folder(p, classes=("cat",)), ".", "data_root: needs at least 2 class folders in train/"),
     ],
 )
@@ -261,14 +285,19 @@ def test_the_stand_in_is_labelled_and_the_same_object_for_every_run():
 
 
 def test_the_data_cache_loads_once_per_key_under_concurrency_and_stays_bounded():
-    cache = cifar_data.DataCache(max_entries=2)
+    def images(tag):  # 10 images of 3072 bytes: 30,880 bytes with labels
+        x, y = torch.zeros(10, 3072, dtype=torch.uint8), torch.zeros(10, dtype=torch.int64)
+        return cifar_data.Images(x, y, x[:0], y[:0], ("a", "b"), tag, "")
+
+    size = cifar_data.images_bytes(images("k"))
+    cache = cifar_data.DataCache(max_bytes=2 * size)  # room for two sets
     made = []
 
     def make(tag):
         def build():
             made.append(tag)
             time.sleep(0.05)
-            return tag
+            return images(tag)
 
         return build
 
@@ -278,12 +307,14 @@ def test_the_data_cache_loads_once_per_key_under_concurrency_and_stays_bounded()
         t.start()
     for t in threads:
         t.join()
-    assert made == ["k"] and got == ["k"] * 4
+    assert made == ["k"] and [g.source for g in got] == ["k"] * 4 and all(g is got[0] for g in got)
     cache.get(("a",), make("a"))
     cache.get(("b",), make("b"))
     assert len(cache) == 2
     cache.get(("k",), make("k"))  # evicted, so made again
     assert made == ["k", "a", "b", "k"]
+    big = cifar_data.DataCache(max_bytes=size - 1)  # a set larger than the bound: returned, not kept
+    assert big.get(("k",), make("k")).source == "k" and len(big) == 0
 
 
 def test_unknown_source_is_refused():

@@ -63,7 +63,7 @@ def test_a_diverged_run_is_still_valid_json():
     [
         (["--set", "lr=-1"], "error: lr: must be > 0 and <= 10 (got -1)"),
         (["--set", "foo=1"], "error: foo: unknown setting for case sine"),
-        (["--set", "lr=abc"], "error: lr: expected a number, got 'abc'"),
+        (["--set", "lr=abc"], "error: lr: expected a number such as 0.001 or 1e-3, got 'abc'"),
         (["--set", "hidden=128,abc"], "error: hidden: expected comma-separated whole numbers"),
         (["--set", "steps=-5"], "error: steps: must be >= 1 and <= 20000 (got -5)"),
         (["--set", "lr"], "error: lr: expected KEY=VALUE"),

@@ -31,10 +31,11 @@ def test_a_good_file_with_or_without_header():
     ("data", "message"),
     [
         (b"x,y\n", "no data rows"),
-        (b"1,2,3\n4,5,6\n", "row 1 has 3 columns; expected exactly 2"),
-        (b"x,y\n1,2\n3,abc\n", "row 2 is not two numbers"),
-        (b"1,2\n3,inf\n", "row 2 has a value that is not finite"),
-        (b"1,2\nnan,3\n", "row 2 has a value that is not finite"),
+        (b"1,2,3\n4,5,6\n", "line 1 has 3 columns; expected exactly 2"),
+        (b"x,y\n1,2\n3,abc\n", "line 3 is not two numbers"),  # lines as a person counts them: the header is 1
+        (b"x,y\n\n1,2\n3,abc\n", "line 4 is not two numbers"),  # blank lines count too
+        (b"1,2\n3,inf\n", "line 2 has a value that is not finite"),
+        (b"1,2\nnan,3\n", "line 2 has a value that is not finite"),
         (b"\xff\xfe\x00binary", "not UTF-8 text"),
         (b"1,2\n" * 600_000, "MB; at most 1 MB"),
     ],
@@ -50,7 +51,8 @@ def test_too_few_distinct_x_values_is_refused():
     assert SINE.errors(config) == ["points: 2 distinct x values; at least 10 are needed"]
 
 
-def test_the_cli_reads_a_csv_path(tmp_path):
+def test_the_cli_reads_a_csv_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINIC_ALLOWED_ROOTS", str(tmp_path))
     f = tmp_path / "p.csv"
     f.write_bytes(csv_of(range(20), range(20)))
     config = SINE.configure("fixed", {"points": str(f), "steps": "10"})
@@ -87,7 +89,7 @@ def test_the_page_takes_an_upload_and_survives_a_bad_one():
     at.get("file_uploader")[0].set_value(("bad.csv", b"x,y\n1,2\n3,abc\n", "text/csv"))
     at.run()
     assert not at.exception
-    assert any("bad.csv: points: row 2 is not two numbers" in e.value for e in at.error)
+    assert any("bad.csv: points: line 3 is not two numbers" in e.value for e in at.error)
     assert len(at.get("vega_lite_chart")) >= 5  # the page kept working
 
 

@@ -21,7 +21,7 @@ def result(tag):
 
 
 def test_cache_is_bounded_and_least_recently_used_goes_first():
-    cache = runner.ResultCache(max_entries=3)
+    cache = runner.ResultCache(max_bytes=3 * runner.result_bytes(result(0)))  # room for three
     for i in range(3):
         cache.put(("k", i), result(i))
     assert cache.get(("k", 0)).metrics["tag"] == 0  # touch 0: now 1 is the oldest
