@@ -34,7 +34,8 @@ class Cost:
     and the setting that most directly makes it cheaper."""
 
     seconds: float
-    lower: str
+    lower: str  # the setting the message names
+    advice: str = ""  # what to do, when it is not simply "lower <setting>"
 
 
 @dataclass(frozen=True)

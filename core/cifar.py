@@ -323,9 +323,11 @@ def cost(config: CifarConfig) -> Cost:
     m = config.test_size or cifar_data.SYNTHETIC_SIZES[1]
     weights = cifar_data.PIXELS * config.hidden + config.hidden * 10
     steps = config.epochs * math.ceil(n / config.batch_size)
-    train = steps * 1e-3 + 6 * weights * n * config.epochs / 1.2e11
+    overhead, matmuls = steps * 1e-3, 6 * weights * n * config.epochs / 1.2e11
     test = config.epochs * 2 * weights * m / 1.2e11
-    return Cost(1.5 + train + test, "epochs")
+    if overhead > matmuls:  # small batches: the number of steps is the cost
+        return Cost(1.5 + overhead + matmuls + test, "batch_size", "raise batch_size or lower epochs")
+    return Cost(1.5 + overhead + matmuls + test, "epochs")
 
 
 def check(config: CifarConfig) -> list[str]:

@@ -37,7 +37,7 @@ def over_limit(case: Case, config: Any, max_seconds: float | None) -> str | None
         return None
     return (
         f"{cost.lower}: this run would take about {_duration(cost.seconds)} here (estimated from its settings), "
-        f"over the {_duration(max_seconds)} a run may take on this server; lower {cost.lower}"
+        f"over the {_duration(max_seconds)} a run may take on this server; {cost.advice or 'lower ' + cost.lower}"
     )
 
 

@@ -311,9 +311,9 @@ def run(
     _hold_for_run_click(case, config, cache_key, task)
     box = st.empty()
     with box.container():
-        left, right = st.columns([6, 1], vertical_alignment="center")
-        bar = left.progress(0.0, text=f"{label}…")
-        right.button(
+        left, right = st.columns([1, 8], vertical_alignment="bottom")  # Stop on the left: clear of the chart's tools
+        bar = right.progress(0.0, text=f"{label}…")
+        left.button(
             "Stop",
             key=f"{case.name}._stop.{hash(cache_key) & 0xFFFFFFFF:08x}",  # a page may train several runs
             icon=":material/stop_circle:",
