@@ -187,9 +187,12 @@ def test_cifar_bad_input_is_a_message_not_a_traceback():
     at.radio(key="cifar.dataset").set_value("folder").run()
     assert not at.exception
     assert at.error[0].value.startswith("**data_root**: give the folder that holds train/")
-    at.text_input(key="cifar.data_root").set_value("/no/such/folder").run()
+    at.text_input(key="cifar.data_root").set_value("/no/such/folder").run()  # outside the allowed roots
     assert not at.exception
-    assert at.error[0].value == "data_root: /no/such/folder is not a folder"
+    assert at.error[0].value.startswith("data_root: must be a path inside the data folder")
+    at.text_input(key="cifar.data_root").set_value("no/such/folder").run()  # inside the app's folder
+    assert not at.exception
+    assert at.error[0].value == f"data_root: {ROOT / 'no' / 'such' / 'folder'} is not a folder"
 
 
 def test_poly_bad_input_is_a_message_and_divergence_a_result():
