@@ -9,7 +9,8 @@
 `run` prints exactly one JSON object on stdout; `script` prints a standalone Python
 script that reproduces the run with plain PyTorch; `figures` writes the page's charts as
 PNG and SVG; `examine` runs a training script under the examiner (core/examine) and
-prints its findings (with --json, the report as the last line of stdout). A bad setting exits with status 2 and one line on stderr that names the
+prints its findings (with --json, the report as the last line of stdout). A bad setting
+exits with status 2 and one line on stderr that names the
 setting and what it allows.
 """
 

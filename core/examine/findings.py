@@ -97,7 +97,8 @@ def missing_zero_grad(m, losses):
     if len(m.accumulated) < 2:
         return None
     norms = grad_norms(m)
-    growth = f"; the gradient norm went from {g(norms[0][1])} at step {norms[0][0]} to {g(norms[-1][1])} at step {norms[-1][0]}"
+    (s0, g0), (s1, g1) = norms[0], norms[-1]
+    growth = f"; the gradient norm went from {g(g0)} at step {s0} to {g(g1)} at step {s1}"
     return Finding(
         "missing-zero-grad",
         "gradients accumulate across optimizer steps",
@@ -146,7 +147,8 @@ def lr_collapsed(m, losses):
         "lr-collapsed",
         "the learning rate decays to almost nothing",
         f"the learning rate fell below 1e-6 × its peak at step {low[0]} (peak {g(peak)}, last {g(m.lr[-1][1])}); "
-        f"{len(low)} of {len(ratios)} steps ran at such a rate" + (f" ({sched} in {m.step} optimizer steps)" if sched else ""),
+        f"{len(low)} of {len(ratios)} steps ran at such a rate"
+        + (f" ({sched} in {m.step} optimizer steps)" if sched else ""),
         "scheduler.step()  # once per epoch, after the epoch's batches (or size the schedule in batches)",
         low[0],
     )
@@ -179,13 +181,15 @@ def not_updated(m, losses):
         return Finding(
             "parameters-not-updated",
             "parameters the loss depends on never change",
-            f"{len(names)} parameter tensors ({weights:,} weights: {', '.join(names[:4])}{', …' if len(names) > 4 else ''}) "
+            f"{len(names)} parameter tensors ({weights:,} weights: {', '.join(names[:4])}"
+            f"{', …' if len(names) > 4 else ''}) "
             "received gradients but no optimizer holds them (an optimizer built on another model instance?)",
             "optimizer = torch.optim.SGD(model.parameters(), lr=lr)  # the instance that computes the loss",
             step,
         )
     if m.frozen or m.all_frozen:
-        what = f"{len(m.frozen)} tensors in the optimizer ({', '.join(m.frozen[:3])})" if m.frozen else "all its parameters"
+        what = f"{len(m.frozen)} tensors in the optimizer ({', '.join(m.frozen[:3])})"
+        what = what if m.frozen else "all its parameters"
         return Finding(
             "parameters-not-updated",
             "parameters the loss depends on never change",
@@ -259,8 +263,8 @@ def dead_relu(m, losses):
             return Finding(
                 "dead-relu",
                 "most units of a ReLU layer never fire",
-                f"{site}: {round(share * units)} of {units} units ({share:.0%}) gave 0 on all {inputs} inputs of the last "
-                f"5 sampled batches (up to step {step}); a dead unit gets no gradient and never recovers",
+                f"{site}: {round(share * units)} of {units} units ({share:.0%}) gave 0 on all {inputs} inputs "
+                f"of the last 5 sampled batches (up to step {step}); a dead unit gets no gradient and never recovers",
                 "x = (x - mean) / std  # inputs near unit scale; and/or a smaller lr, nn.LeakyReLU(0.01)",
                 first - 4 if first > 4 else 1,
             )
@@ -362,7 +366,7 @@ def ill_conditioned(m, losses):
     return Finding(
         "ill-conditioned",
         "curvature spread so wide that SGD crawls",
-        f"this linear model's loss has the Hessian ∝ its inputs' Gram matrix XᵀX/n"
+        "this linear model's loss has the Hessian ∝ its inputs' Gram matrix XᵀX/n"
         + (" (scaled per feature, as Adam-like steps see it)" if adaptive else "")
         + f": condition number κ = {g(kappa)}; at the largest stable lr (2/λmax) the flattest direction shrinks "
         f"by 1 − 2/κ a step: ~{g(kappa / 2)} steps per e-fold",

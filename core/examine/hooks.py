@@ -32,7 +32,7 @@ from core.examine.monitor import Monitor
 LOCK = threading.Lock()  # one examination at a time in this process: torch's hooks are global
 
 
-class StopRun(BaseException):  # noqa: N818 (not an error: `--steps N` reached)
+class StopRun(BaseException):
     """Raised from the step post-hook after the last wanted step; a BaseException, so that the
     script's own `except Exception:` does not swallow it."""
 
@@ -72,7 +72,7 @@ def _safe(notes: list[str], fn, *args) -> None:
     """A measurement must never break the examined script: a failure becomes a note."""
     try:
         fn(*args)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         if len(notes) < 5:
             notes.append(f"the examiner's {fn.__name__} failed once: {type(e).__name__}: {e}")
 
@@ -191,7 +191,7 @@ class Examiner:
             undo = self._undo.pop()
             try:
                 undo()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 errors.append(e)
         if errors:
             raise errors[0]

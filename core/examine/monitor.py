@@ -309,7 +309,8 @@ class Monitor:
             if info.get("chance"):
                 self.chance[self.current] = info["chance"]
             if info["reduction"] == "sum" and info["batch"] > 1 and self.sum_reduction is None:
-                self.sum_reduction = {"step": self.current, "batch": info["batch"], "how": f"{info['fn']}(reduction='sum')"}
+                how = f"{info['fn']}(reduction='sum')"
+                self.sum_reduction = {"step": self.current, "batch": info["batch"], "how": how}
         elif root.grad_fn is not None and root.grad_fn.name() == "SumBackward0" and self.sum_reduction is None:
             sizes = tuple(getattr(root.grad_fn, "_saved_self_sym_sizes", ()))
             if sizes and self.batch and self.batch > 1 and sizes[0] == self.batch:

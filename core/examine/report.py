@@ -39,7 +39,8 @@ class Report:
     @classmethod
     def of(cls, e) -> Report:
         m = e.monitor
-        rep = cls(e.script, round(e.seconds, 3), m.step, list(e.findings), e.status, e.stopped, e.exception, list(e.notes))
+        rep = cls(e.script, round(e.seconds, 3), m.step, list(e.findings), e.status, e.stopped, e.exception)
+        rep.notes = list(e.notes)
         if not m.step:
             rep.notes.append("no optimizer step was seen: nothing trained (or the updates are written by hand)")
         lr = dict(m.lr)

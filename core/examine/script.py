@@ -43,7 +43,8 @@ def load(path: str | Path):
         return p.resolve(), compile(text, str(p.resolve()), "exec")
     except (SyntaxError, ValueError) as e:
         line = getattr(e, "lineno", None)
-        raise ScriptError(f"{path}{f', line {line}' if line else ''}: {type(e).__name__}: {e.msg if hasattr(e, 'msg') else e}") from None
+        at = f", line {line}" if line else ""
+        raise ScriptError(f"{path}{at}: {type(e).__name__}: {getattr(e, 'msg', e)}") from None
 
 
 def exit_status(code) -> int:
@@ -80,12 +81,12 @@ def run(path: str | Path, args: list[str] | tuple = (), max_steps: int | None = 
     try:
         with examine(max_steps=max_steps, script=p.name) as e:
             try:
-                exec(code, module.__dict__)  # noqa: S102 (running the person's own script is the point)
+                exec(code, module.__dict__)
             except SystemExit as x:
                 status = exit_status(x.code)
             except StopRun:
                 raise
-            except Exception as x:  # noqa: BLE001
+            except Exception as x:
                 if not quiet_traceback:  # as Python prints it, from the script's frame on
                     traceback.print_exception(type(x), x, x.__traceback__.tb_next)
                 e.exception = where(x, p)
