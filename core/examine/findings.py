@@ -204,7 +204,7 @@ def batchnorm_one(m, losses):
     bn = m.bn
     if not bn["ones"] or bn["ones"] * 2 < bn["calls"]:
         return None
-    where = f" '{bn['module']}'" if bn.get("module") else ""
+    where = f" {bn['module']}" if bn.get("module") else ""
     return Finding(
         "batchnorm-batch-one",
         "BatchNorm trained on batches of one sample",
@@ -278,7 +278,7 @@ def saturated(m, losses):
             shares.setdefault(r["site"], []).append((r["step"], r["saturated"]))
     for site, rows in shares.items():
         med = statistics.median(v for _, v in rows)
-        if med >= SATURATED_SHARE:
+        if med >= SATURATED_SHARE and len(rows) >= 3:
             first = next(s for s, v in rows if v >= SATURATED_SHARE)
             limit = "|tanh| > 0.97" if m.site_kind.get(site) == "tanh" else "sigmoid < 0.015 or > 0.985"
             return Finding(

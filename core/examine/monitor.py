@@ -146,8 +146,8 @@ class Monitor:
         if id(root) in self.roots:
             return
         self.roots[id(root)] = root
-        for n, m in root.named_modules():
-            self.names.setdefault(id(m), n or type(m).__name__)
+        for n, m in root.named_modules():  # "hidden (Linear)", "1 (ReLU)"; the root by its class
+            self.names.setdefault(id(m), f"{n} ({type(m).__name__})" if n else type(m).__name__)
         for n, p in root.named_parameters():
             self.names.setdefault(id(p), n)
 
@@ -168,11 +168,11 @@ class Monitor:
 
     # --- torch calls
     def on_act(self, kind: str, out) -> None:
-        if not isinstance(out, torch.Tensor) or not torch.is_grad_enabled() or not out.is_floating_point():
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:  # a model's, not data preparation
             return
         self._ordinal += 1
         where = self.names.get(id(self.stack[-1]), "") if self.stack else ""
-        site = f"{kind} #{self._ordinal}" + (f" ({where})" if where else "")
+        site = f"{kind} #{self._ordinal}" + (f" in {where}" if where else "")
         self.site_kind.setdefault(site, kind)
         self.last_act = (out, kind, site)
         if kind == "softmax" or not self.is_sampled() or out.numel() == 0:
@@ -204,6 +204,8 @@ class Monitor:
         x = args[0]
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.requires_grad or x.dim() == 0:
             return
+        if not any(isinstance(w, torch.Tensor) and w.requires_grad for w in (*args[1:3], *kwargs.values())):
+            return  # data preparation (a fixed projection), not a trained layer
         self._input_seen = True
         self.batch = x.shape[0] if x.dim() > 1 else 1
         if not self.is_sampled():
@@ -402,7 +404,7 @@ class Monitor:
         if before is not None:
             after = [p.detach() for group in opt.param_groups for p in group["params"] if p.requires_grad]
             after = [p for p in after if p.grad is not None]
-            if len(after) == len(before):
+            if after and len(after) == len(before):
                 delta = torch._foreach_norm(torch._foreach_sub(after, before))
                 size = torch._foreach_norm(before)
                 ratios = (torch.stack(delta) / torch.stack(size).clamp_min(1e-12)).tolist()
