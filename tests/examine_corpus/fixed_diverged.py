@@ -12,7 +12,7 @@ y = x @ torch.randn(4, 1)
 model = nn.Linear(4, 1)
 LR = 0.02  # below 2/λmax
 opt = torch.optim.SGD(model.parameters(), lr=LR)
-for _ in range(100):
+for step in range(100):
     opt.zero_grad()
     loss = F.mse_loss(model(x), y)
     if not math.isfinite(loss.item()):
