@@ -376,18 +376,19 @@ def ill_conditioned(m, losses):
 
 
 def at_chance(m, losses):
-    if m.step < 20 or not m.chance:
+    kinds = {c for s, c in m.chance.items() if s > m.step / 2}  # the late sampled steps' loss: one classification loss
+    if m.step < 20 or len(kinds) != 1 or None in kinds:
         return None
-    late = [(s, v) for s, v in losses if s > m.step / 2 and s in m.chance and math.isfinite(v)]
+    chance = kinds.pop()
+    late = [(s, v) for s, v in losses if s > m.step / 2 and math.isfinite(v)]
     if len(late) < 5:
         return None
-    chance = m.chance[late[0][0]]
     med = statistics.median(v for _, v in late)
     if abs(med / chance - 1) > CHANCE_BAND:
         return None
     classes = round(math.exp(chance))
     since = late[0][0]
-    for s, v in reversed([(s, v) for s, v in losses if s in m.chance]):
+    for s, v in reversed(losses):
         if abs(v / chance - 1) > CHANCE_BAND:
             break
         since = s

@@ -88,7 +88,7 @@ class Monitor:
         self.notes: list[str] = []
         # per step
         self.loss: list[tuple[int, torch.Tensor]] = []  # (step, loss at backward)
-        self.chance: dict[int, float] = {}  # step -> ln K when the step's loss was a classification loss
+        self.chance: dict[int, float | None] = {}  # sampled step -> ln K when its loss was a classification loss
         self.lr: list[tuple[int, float]] = []
         self.lr_ratio: list[tuple[int, float]] = []  # the smallest lr / its group's peak so far
         self.lr_peak: dict[tuple[int, int], float] = {}
@@ -306,10 +306,10 @@ class Monitor:
             self._step_losses.append(root.detach().reshape(()))
         self.pending_loss = None
         loss = self.last_loss
+        if self.is_sampled() and self.current not in self.chance:
+            self.chance[self.current] = loss[1].get("chance") if loss is not None and loss[0] is root else None
         if loss is not None and loss[0] is root:
             info = loss[1]
-            if info.get("chance"):
-                self.chance[self.current] = info["chance"]
             if info["reduction"] == "sum" and info["batch"] > 1 and self.sum_reduction is None:
                 how = f"{info['fn']}(reduction='sum')"
                 self.sum_reduction = {"step": self.current, "batch": info["batch"], "how": how}
@@ -398,7 +398,9 @@ class Monitor:
         if self.opt_steps[oid] <= self.step:  # not the lead optimizer: its step is not a new step
             return
         self.step = self.opt_steps[oid]
-        if self._step_losses:
+        if len(self._step_losses) == 1:
+            self.loss.append((self.step, self._step_losses[0]))
+        elif self._step_losses:  # several backward calls a step (accumulation): their mean
             self.loss.append((self.step, torch.stack(self._step_losses).float().mean()))
         self._step_losses = []
         if before is not None:

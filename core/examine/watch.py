@@ -1,7 +1,8 @@
-"""Which torch calls the examiner looks at, and what kind of call each is.
+"""Which torch calls the examiner looks at, what kind of call each is, and on which steps.
 
-The examiner's TorchFunctionMode sees every torch call made in the examined thread; it
-looks each one up here (one dict lookup) and passes everything else straight through.
+The examiner's TorchFunctionMode sees every torch call made in the examined thread on the
+sampled steps; it looks each one up here (one dict lookup) and passes everything else
+straight through.
 Module layers call these functions too (nn.Linear -> F.linear, nn.ReLU -> F.relu,
 nn.CrossEntropyLoss -> F.cross_entropy), so modules, functional calls and plain tensor
 code are seen alike.
@@ -75,7 +76,6 @@ KIND = {
     **{f: ("layer", k) for f, k in LAYERS.items()},
     **{f: ("loss", k) for f, k in LOSSES.items()},
     F.batch_norm: ("batch_norm", "batch_norm"),
-    T.backward: ("backward", "backward"),
 }
 
 
@@ -84,9 +84,9 @@ def loss_name(func) -> str:
 
 
 def sampled(step: int) -> bool:
-    """Detailed statistics on this (1-based) step? Every step of the first 20, then about 20
-    per decade (every 5th to 100, every 25th to 1,000, every 250th to 10,000, ...)."""
-    if step <= 20:
+    """Detailed statistics on this (1-based) step? The first 10 steps, then every 10th to 100
+    and 36 a decade after (every 25th to 1,000, every 250th to 10,000, ...)."""
+    if step <= 10:
         return True
-    every = 5 if step <= 100 else 10 ** (len(str(step - 1)) - 2) * 5 // 2  # 25 to 1,000; 250 to 10,000
+    every = 10 if step <= 100 else 10 ** (len(str(step - 1)) - 2) * 5 // 2  # 25 to 1,000; 250 to 10,000
     return step % every == 0
