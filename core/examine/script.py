@@ -15,9 +15,6 @@ import traceback
 import types
 from pathlib import Path
 
-from core.examine.hooks import StopRun, examine
-from core.examine.report import Report
-
 MAX_BYTES = 2_000_000  # a training script, not a data file
 
 
@@ -69,14 +66,19 @@ def where(exc: BaseException, path: Path) -> dict:
     }
 
 
-def run(path: str | Path, args: list[str] | tuple = (), max_steps: int | None = None, quiet_traceback=False) -> Report:
-    """Run the script as __main__ under the examiner; -> its report (status, exception and all)."""
+def run(path: str | Path, args=(), max_steps: int | None = None, quiet_traceback=False, own_process_state=True):
+    """Run the script as __main__ under the examiner; -> its Report (status, exception and all).
+    own_process_state: set sys.argv, sys.path[0] and sys.modules['__main__'] for the script, as
+    `python SCRIPT.py` would (the command); False in a server, where other threads share them."""
+    from core.examine.hooks import StopRun, examine
+
     p, code = load(path)
     module = types.ModuleType("__main__")
     module.__dict__.update({"__file__": str(p), "__builtins__": builtins, "__spec__": None})
     saved = sys.argv, sys.modules["__main__"], list(sys.path)
-    sys.argv, sys.modules["__main__"] = [str(p), *args], module
-    sys.path.insert(0, str(p.parent))
+    if own_process_state:
+        sys.argv, sys.modules["__main__"] = [str(p), *args], module
+        sys.path.insert(0, str(p.parent))
     status = 0
     try:
         with examine(max_steps=max_steps, script=p.name) as e:
@@ -92,8 +94,9 @@ def run(path: str | Path, args: list[str] | tuple = (), max_steps: int | None = 
                 e.exception = where(x, p)
                 status = 1
     finally:
-        sys.argv, sys.modules["__main__"] = saved[0], saved[1]
-        sys.path[:] = saved[2]
+        if own_process_state:
+            sys.argv, sys.modules["__main__"] = saved[0], saved[1]
+            sys.path[:] = saved[2]
     e.status = status
     return e.report()
 
@@ -111,7 +114,7 @@ def out_dir(text: str | None) -> Path | None:
     return d
 
 
-def write_record(report: Report, folder: Path) -> Path:
+def write_record(report, folder: Path) -> Path:
     from core.cli import jsonable
 
     path = folder / f"{Path(report.script).stem}.examine.json"
