@@ -231,6 +231,14 @@ def diverged(m, losses):
             break
     else:
         return None
+    sharp = m.sharpness
+    if sharp and math.isfinite(sharp["value"]) and math.isfinite(sharp["line"]):
+        kind = "top Hessian eigenvalue" + (", preconditioned" if sharp["optimizer"] != "SGD" else "")
+        what += (
+            f"; at step {sharp['step']} the sharpness ({kind}) "
+            f"was {g(sharp['value'])} against {sharp['optimizer']}'s stability line {g(sharp['line'])}"
+            f"{': past it' if sharp['value'] > sharp['line'] else ''}"
+        )
     return Finding(
         "diverged",
         "the loss went to NaN/inf or exploded",

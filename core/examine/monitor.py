@@ -125,6 +125,8 @@ class Monitor:
         self.range_checks: list[tuple[int, float, str, str]] = []  # step, share outside, activation, loss
         self.spread: dict[str, Spread] = defaultdict(Spread)
         self.bn = {"calls": 0, "ones": 0, "first": None}
+        self.first_loss: float | None = None
+        self.sharpness: dict | None = None  # measured once, when the loss has grown 10× (divergence evidence)
         self.output_sites: set[str] = set()
         # linear-model curvature: the Gram matrix of the first layer's inputs
         self.gram: torch.Tensor | None = None
@@ -304,6 +306,8 @@ class Monitor:
             return
         if root.numel() == 1:
             self._step_losses.append(root.detach().reshape(()))
+            if self.is_sampled() and root.requires_grad:
+                self._watch_growth(root)
         self.pending_loss = None
         loss = self.last_loss
         if self.is_sampled() and self.current not in self.chance:
@@ -323,6 +327,27 @@ class Monitor:
                 if grads and bool(torch.stack(torch._foreach_norm(grads)).sum() > 0):
                     self.suspect[oid] = self.current
         self.last_act, self.last_loss, self._ordinal, self.stack, self.depth = None, None, 0, [], 0
+
+    def _watch_growth(self, root: torch.Tensor) -> None:
+        """On a sampled step whose loss has grown 10× past the first: the sharpness (the loss's
+        top Hessian eigenvalue, core/curvature.py) against the optimizer's stability line, once.
+        Measured here, before the script's backward, while the step's graph is still whole."""
+        value = float(root.detach())
+        if self.first_loss is None:
+            self.first_loss = value
+            return
+        if self.sharpness is not None or not self.optimizers or not math.isfinite(value):
+            return
+        if not (self.first_loss > 0 and value >= 10 * self.first_loss):
+            return
+        from core import curvature
+
+        opt = next(iter(self.optimizers.values()))
+        params = [p for p in _params(opt) if p.requires_grad]
+        pre = curvature.preconditioner(opt, params)
+        s = curvature.top_eigenvalue(lambda: root, params, precondition=pre, generator=torch.Generator().manual_seed(0))
+        self.sharpness = {"step": self.current, "value": s.value, "line": curvature.stability_limit(opt)}
+        self.sharpness["optimizer"] = type(opt).__name__
 
     def zeroed(self, params: set[int] | None, opt=None) -> None:
         for oid in list(self.dirty):
