@@ -23,8 +23,8 @@ def _item(t: torch.Tensor) -> float:
 def _units(out: torch.Tensor) -> torch.Tensor:
     """(units,) bool: which units fired (> 0) on any input. Units: dim 1 for (B, F) and
     (B, C, H, W); the last dim for (B, T, F) sequences."""
-    if out.dim() <= 1:
-        return (out > 0).reshape(1, -1).any(0)
+    if out.dim() <= 1:  # one value per sample: a single unit
+        return (out > 0).any().reshape(1)
     dim = out.dim() - 1 if out.dim() == 3 else 1
     return (out > 0).transpose(0, dim).reshape(out.shape[dim], -1).any(1)
 
@@ -32,12 +32,13 @@ def _units(out: torch.Tensor) -> torch.Tensor:
 class Spread:
     """Target spread inside batches against across all batches seen: for a batch drawn at
     random the within-batch (unbiased) spread matches the whole; sorted data's is far narrower.
-    Class indices use the Gini impurity (the variance of one-hot vectors), numbers the variance."""
+    Class indices use the Gini impurity (the variance of one-hot vectors); numbers the total
+    variance over a target's columns (a (B, K) one-hot or soft target: per class)."""
 
     def __init__(self):
         self.batches, self.within, self.step = 0, 0.0, 0
         self.counts: torch.Tensor | None = None  # classes: pooled counts
-        self.n, self.s, self.ss = 0, 0.0, 0.0  # numbers: pooled moments
+        self.n, self.s, self.ss = 0, None, None  # numbers: pooled per-column moments
 
     def add(self, target: torch.Tensor, step: int) -> None:
         b = target.shape[0] if target.dim() else 1
@@ -55,9 +56,13 @@ class Spread:
                 self.counts = grown
             self.counts[: len(counts)] += counts
         else:
-            t = t.double()
-            within = float(t.var(unbiased=False)) if t.numel() > 1 else 0.0
-            self.n, self.s, self.ss = self.n + t.numel(), self.s + float(t.sum()), self.ss + float((t * t).sum())
+            t = target.detach().reshape(b, -1).double()  # (samples, columns)
+            if self.s is not None and self.s.shape[0] != t.shape[1]:
+                return  # another kind of target (a second loss of another width)
+            within = float(t.var(0, unbiased=False).sum())
+            s, ss = t.sum(0).cpu(), (t * t).sum(0).cpu()
+            self.n += b
+            self.s, self.ss = (s, ss) if self.s is None else (self.s + s, self.ss + ss)
         self.within += within * b / (b - 1)
         self.batches += 1
         if self.batches == 8:  # enough batches to judge from
@@ -72,7 +77,7 @@ class Spread:
             whole = float(1 - (p * p).sum())
         else:
             mean = self.s / self.n
-            whole = self.ss / self.n - mean * mean
+            whole = float((self.ss / self.n - mean * mean).sum())
         return self.within / self.batches / whole if whole > 1e-12 else None
 
 
@@ -263,8 +268,8 @@ class Monitor:
         info = {"fn": fn, "family": family, "reduction": reduction, "batch": x.shape[0] if x.dim() else 1}
         if family == "class" and x.dim() >= 2 and x.shape[1] >= 2 and reduction == "mean":
             info["chance"] = math.log(x.shape[1])  # a uniform guess over K classes
-        elif family == "binary" and reduction == "mean":
-            info["chance"] = math.log(2)
+        elif family == "binary" and reduction == "mean" and self.is_sampled() and bool(((y == 0) | (y == 1)).all()):
+            info["chance"] = math.log(2)  # hard 0/1 labels only: soft targets have another floor
         self.last_loss = (out, info)
         self.pending_loss = (self.current, out.detach())
         if family == "regression" and x.shape != y.shape and self.broadcast is None:
