@@ -372,3 +372,11 @@ def test_on_the_gpu(tmp_path):
     report = run(write(tmp_path, "gpu.py", text))
     assert "input-scale" in keys(report) and report.steps == 150
     assert hooks_installed() == []
+
+
+@pytest.mark.parametrize("path", sorted((CORPUS / "healthy").glob("*.py")), ids=lambda p: p.stem)
+def test_healthy_scripts_get_no_finding(path):
+    """Batch norm, GRUs, clipping, schedules with warm-up and cosine decay, soft labels, BCEWithLogits,
+    a confident sigmoid into BCELoss, two optimizers in one script: none of it is a finding."""
+    report = run(path)
+    assert report.steps > 0 and report.findings == [], report.text()
