@@ -380,3 +380,89 @@ def test_healthy_scripts_get_no_finding(path):
     a confident sigmoid into BCELoss, two optimizers in one script: none of it is a finding."""
     report = run(path)
     assert report.steps > 0 and report.findings == [], report.text()
+
+
+# --- the run record and the page
+
+
+def small_record(tmp_path) -> dict:
+    report = run(CORPUS / "bug_saturated-activation.py")
+    out = script.write_record(report, tmp_path)
+    return json.loads(out.read_text())
+
+
+def test_a_record_opens_and_draws(tmp_path):
+    from core.charts import examine as charts
+    from core.examine import record
+
+    rec = record.parse(json.dumps(small_record(tmp_path)).encode())
+    assert rec["findings"][0]["key"] == "saturated-activation" and len(rec["series"]["loss"]) == 150
+    for name, chart in charts.figures(rec).items():
+        spec = chart.to_dict()
+        assert spec["data"] or spec.get("datasets"), name
+    acts = charts.activation_chart(rec).to_dict()
+    assert any("tanh" in row["layer"] for rows in acts["datasets"].values() for row in rows)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"\x80\x04\x95pickle", "not UTF-8"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "not a run record"),
+        (b'{"format": "convergence-clinic/examine-record", "version": 7}', "version"),
+        (b" " * 1_000_001, "bytes"),
+    ],
+)
+def test_a_bad_record_is_one_message(data, message):
+    from core.examine import record
+
+    with pytest.raises(record.RecordError, match=message):
+        record.parse(data)
+
+
+def test_a_record_with_bad_columns_is_one_message(tmp_path):
+    from core.examine import record
+
+    rec = small_record(tmp_path)
+    rec["series"]["loss"] = rec["series"]["loss"][:-1]
+    with pytest.raises(record.RecordError, match="differ in length"):
+        record.parse(json.dumps(rec).encode())
+    rec = small_record(tmp_path)
+    rec["layers"]["grad_norm"][0] = "1e9"
+    with pytest.raises(record.RecordError, match="not a number"):
+        record.parse(json.dumps(rec).encode())
+
+
+def test_the_runs_folder_offers_only_its_own_json_files(tmp_path):
+    from core.examine import record
+
+    runs = tmp_path / "runs"
+    (runs / "sub").mkdir(parents=True)
+    rec = small_record(tmp_path)
+    (runs / "mine.json").write_text(json.dumps(rec))
+    (runs / "sub" / "deeper.json").write_text(json.dumps(rec))
+    (runs / "notes.txt").write_text("hi")
+    (tmp_path / "outside.json").write_text(json.dumps(rec))
+    (runs / "link.json").symlink_to(tmp_path / "outside.json")
+    assert record.listing(runs) == ["mine.json"]
+    assert record.read_from("mine.json", runs)["script"] == "bug_saturated-activation.py"
+    for name in ("../outside.json", "link.json", "sub/deeper.json", "/etc/passwd"):
+        with pytest.raises(record.RecordError):
+            record.read_from(name, runs)
+
+
+def test_the_page_examines_a_case_script_on_the_button(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CLINIC_OFFLINE", "1")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("pages/5_Your_run.py").run()
+    assert not at.exception
+    at.selectbox(key="yourrun_case").set_value("poly").run()
+    at.button(key="yourrun_demo").click().run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "ill\\-conditioned" in text and "κ" in text
+    assert at.subheader[0].value.startswith("poly_as_posted.py: 300 optimizer steps")
+    assert hooks_installed() == []

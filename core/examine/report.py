@@ -14,6 +14,7 @@ from core.examine.findings import Finding
 
 FORMAT = "convergence-clinic/examine-record"
 VERSION = 1
+MAX_POINTS = 5000  # per-step series longer than this keep every k-th step (and the last): a light record
 
 
 def _num(v):
@@ -44,6 +45,8 @@ class Report:
         if not m.step:
             rep.notes.append("no optimizer step was seen: nothing trained (or the updates are written by hand)")
         lr = dict(m.lr)
+        every = -(-len(e.losses) // MAX_POINTS) if e.losses else 1
+        kept = [sv for i, sv in enumerate(e.losses) if i % every == 0 or i == len(e.losses) - 1]
         rep.record = {
             "format": FORMAT,
             "version": VERSION,
@@ -53,9 +56,9 @@ class Report:
             "exception": e.exception,
             "notes": rep.notes,
             "series": {
-                "step": [s for s, _ in e.losses],
-                "loss": [_num(v) for _, v in e.losses],
-                "lr": [_num(lr.get(s)) for s, _ in e.losses],
+                "step": [s for s, _ in kept],
+                "loss": [_num(v) for _, v in kept],
+                "lr": [_num(lr.get(s)) for s, _ in kept],
             },
             "layers": columns(m.layers, ("step", "layer", "grad_norm", "update_ratio")),
             "activations": columns(m.acts, ("step", "site", "kind", "dead", "saturated", "mean", "std")),
