@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from core import export, registry
-from core.examine import KEYS, examine, script
+from core.examine import KEYS, demo, examine, script
 from core.examine.hooks import StopRun
 
 CORPUS = Path(__file__).parent / "examine_corpus"
@@ -99,9 +99,7 @@ def case_script(tmp_path, name, preset, **sets) -> Path:
     case = registry.get(name)
     text = export.script(case, case.configure(preset, {k: str(v) for k, v in sets.items()}))
     if name == "cifar":  # the offline stand-in draws 60,000 images; a small budget needs far fewer
-        for n, small in (("50_000, 2020", "2_000, 2020"), ("10_000, 2021", "500, 2021")):
-            assert f"synthetic_images({n})" in text
-            text = text.replace(f"synthetic_images({n})", f"synthetic_images({small})")
+        text = demo.small_stand_in(text, train=sets["train_size"], test=sets["test_size"])
     return write(tmp_path, f"{name}-{preset}.py", text)
 
 
