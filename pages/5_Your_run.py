@@ -89,6 +89,7 @@ for f in rec["findings"]:
         st.markdown(escaped(f["evidence"]))
         st.code(f["fix"], language="python")
 
+st.subheader("The run, as measured")
 left, right = st.columns(2)
 with left:
     ui.chart(charts.loss_chart(rec))

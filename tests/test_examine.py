@@ -464,3 +464,10 @@ def test_the_page_examines_a_case_script_on_the_button(monkeypatch):
     assert "ill\\-conditioned" in text and "κ" in text
     assert at.subheader[0].value.startswith("poly_as_posted.py: 300 optimizer steps")
     assert hooks_installed() == []
+
+
+def test_the_record_holds_update_ratios_and_input_statistics(tmp_path):
+    rec = small_record(tmp_path)
+    ratios = [v for v in rec["layers"]["update_ratio"] if v is not None]
+    assert len(ratios) == len(rec["layers"]["step"]) and all(0 < v < 1 for v in ratios)
+    assert rec["inputs"]["rms"] and rec["loss_calls"] == []  # its loss is written by hand

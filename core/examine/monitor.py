@@ -434,8 +434,7 @@ class Monitor:
             self.loss.append((self.step, torch.stack(self._step_losses).float().mean()))
         self._step_losses = []
         if before is not None:
-            after = [p.detach() for group in opt.param_groups for p in group["params"] if p.requires_grad]
-            after = [p for p in after if p.grad is not None]
+            after = [p.detach() for p in _params(opt) if p.requires_grad and p.grad is not None]
             if after and len(after) == len(before):
                 delta = torch._foreach_norm(torch._foreach_sub(after, before))
                 size = torch._foreach_norm(before)
