@@ -8,6 +8,8 @@ import pandas as pd
 
 from core.charts import EXTRA, PALETTE, finish, thin
 
+AXIS = alt.Axis(format="~g")  # 1e-7, 0.001, 10000: short labels on log scales
+PADDING = {"left": 12, "top": 8, "right": 8, "bottom": 4}  # room for the y title beside wide log labels
 MAX_LAYERS = 8  # the layers with the most weights' worth of gradient; the rest would be a tangle
 
 
@@ -22,9 +24,9 @@ def _series(frame: pd.DataFrame, y: str, title: str, y_title: str, log: bool, co
     chart = (
         alt.Chart(data)
         .mark_line(color=color, strokeWidth=2)
-        .encode(x=alt.X("step:Q", title="optimizer step"), y=alt.Y(f"{y}:Q", title=y_title, scale=scale))
+        .encode(x=alt.X("step:Q", title="optimizer step"), y=alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=AXIS))
     )
-    return finish(chart, title)
+    return finish(chart.properties(padding=PADDING), title)
 
 
 def loss_chart(record: dict):
@@ -59,12 +61,12 @@ def _per_layer(data: pd.DataFrame, y: str, title: str, y_title: str, color: str,
         .mark_line(point=alt.OverlayMarkDef(size=18), strokeWidth=1.8)
         .encode(
             x=alt.X("step:Q", title="optimizer step (sampled)"),
-            y=alt.Y(f"{y}:Q", title=y_title, scale=scale),
+            y=alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=AXIS),
             color=alt.Color(f"{color}:N", title=None, scale=alt.Scale(domain=names, range=list(SERIES[: len(names)]))),
             tooltip=[f"{color}:N", "step:Q", alt.Tooltip(f"{y}:Q", format=".3g")],
         )
     )
-    return finish(chart, title)
+    return finish(chart.properties(padding=PADDING), title)
 
 
 def grad_norm_chart(record: dict):
