@@ -471,3 +471,11 @@ def test_the_record_holds_update_ratios_and_input_statistics(tmp_path):
     ratios = [v for v in rec["layers"]["update_ratio"] if v is not None]
     assert len(ratios) == len(rec["layers"]["step"]) and all(0 < v < 1 for v in ratios)
     assert rec["inputs"]["rms"] and rec["loss_calls"] == []  # its loss is written by hand
+
+
+def test_home_and_navigation_link_the_page():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert [link.proto.page for link in at.get("page_link")].count("Your_run") == 2  # the sidebar and the card
