@@ -117,6 +117,7 @@ class Monitor:
         self.frozen: list[str] = []  # plain tensors with requires_grad False in an optimizer
         self.all_frozen = False
         self._snap: dict[int, list[torch.Tensor]] = {}
+        self._rows_from = 0
         # missing zero_grad: optimizer -> stepped and not zeroed since / grads found still set at a backward
         self.dirty: dict[int, bool] = {}
         self.suspect: dict[int, int] = {}
@@ -217,20 +218,18 @@ class Monitor:
         self.batch = x.shape[0] if x.dim() > 1 else 1
         if not self.is_sampled():
             return
-        xd = x.detach().double()
-        self.inputs.append(
-            {
-                "step": self.current,
-                "mean": float(xd.mean()),
-                "std": float(xd.std()) if xd.numel() > 1 else 0.0,
-                "rms": float(xd.square().mean().sqrt()),
-                "max": float(xd.abs().max()),
-            }
-        )
+        xd = x.detach()
+        stats = torch.stack([xd.mean(), xd.square().mean(), xd.abs().amax()]).double().tolist()  # one transfer
+        mean, square, top = stats
+        std = math.sqrt(max(square - mean * mean, 0.0))
+        self.inputs.append({"step": self.current, "mean": mean, "std": std, "rms": math.sqrt(square), "max": top})
         weight = args[1] if len(args) > 1 else kwargs.get("weight")
         bias = args[2] if len(args) > 2 else kwargs.get("bias")
         if watch.LAYERS.get(func) == "linear" and isinstance(weight, torch.Tensor) and x.shape[-1] <= 256:
-            a = xd.reshape(-1, x.shape[-1])
+            trained = {id(p) for o in self.optimizers.values() for p in _params(o) if p.requires_grad}
+            if trained - {id(weight), id(bias)}:
+                return  # more than this one layer trains: not a linear model, no Gram matrix needed
+            a = xd.double().reshape(-1, x.shape[-1])
             if bias is not None:
                 a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype, device=a.device)], 1)
             g = (a.T @ a).cpu()
@@ -410,6 +409,7 @@ class Monitor:
         total = none + len(grads)
         self.grad_checks.append({"step": self.current, "none": none, "zero": zero, "total": total, "missing": missing})
         self.grad_checks[-1]["elements"] = elements
+        self._rows_from = len(self.layers)  # this check's rows, for step_post's update ratios
         for name, n in zip(rows, norms, strict=True):
             self.layers.append({"step": self.current, "layer": name, "grad_norm": n, "update_ratio": None})
         if sum(p.numel() for p in weights) <= 50_000_000:
@@ -439,7 +439,7 @@ class Monitor:
                 delta = torch._foreach_norm(torch._foreach_sub(after, before))
                 size = torch._foreach_norm(before)
                 ratios = (torch.stack(delta) / torch.stack(size).clamp_min(1e-12)).tolist()
-                rows = [r for r in self.layers if r["step"] == self.step][-len(ratios) :]
+                rows = self.layers[self._rows_from :]
                 for r, v in zip(rows, ratios, strict=False):
                     r["update_ratio"] = v
         self._ordinal, self._input_seen, self.last_act, self.stack, self.depth = 0, False, None, [], 0
