@@ -272,7 +272,7 @@ def dead_relu(m, losses):
                 "dead-relu",
                 "most units of a ReLU layer never fire",
                 f"{site}: {round(share * units)} of {units} units ({share:.0%}) gave 0 on all {inputs} inputs "
-                f"of the last 5 sampled batches (up to step {step}); a dead unit gets no gradient and never recovers",
+                f"of the last sampled batches (up to step {step}); a dead unit gets no gradient and never recovers",
                 "x = (x - mean) / std  # inputs near unit scale; and/or a smaller lr, nn.LeakyReLU(0.01)",
                 first - 4 if first > 4 else 1,
             )

@@ -84,9 +84,9 @@ def loss_name(func) -> str:
 
 
 def sampled(step: int) -> bool:
-    """Detailed statistics on this (1-based) step? The first 10 steps, then every 10th to 100
+    """Detailed statistics on this (1-based) step? The first 5 steps, then every 10th to 100
     and 36 a decade after (every 25th to 1,000, every 250th to 10,000, ...)."""
-    if step <= 10:
+    if step <= 5:
         return True
     every = 10 if step <= 100 else 10 ** (len(str(step - 1)) - 2) * 5 // 2  # 25 to 1,000; 250 to 10,000
     return step % every == 0
