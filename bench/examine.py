@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -108,7 +109,8 @@ def section(rows: list[dict], repeat: int) -> str:
         "and the CPU time a single-threaded run uses is what the examiner adds to (the best wall-time ratio "
         "is beside it). Target: at most 1.5× on every script. "
         f"Worst: {worst['script']}, "
-        f"{worst['ratio']:.2f}×; median of all {len(rows)}: {statistics.median(r['ratio'] for r in rows):.2f}×.",
+        f"{worst['ratio']:.2f}×; median of all {len(rows)}: {statistics.median(r['ratio'] for r in rows):.2f}×. "
+        f"Load average when it ended: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
         "",
         "| script | steps | plain (CPU s) | examined (CPU s) | ratio | wall-time ratio | findings |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
