@@ -17,6 +17,14 @@ for case in registry.CASES.values():
         st.page_link(case.page, label=f"**{case.title}**", icon=case.icon)
         st.caption(case.symptom)
 
+with st.container(border=True):
+    st.page_link(
+        "pages/5_Your_run.py", label="**Your run: examine your own training script**", icon=":material/troubleshoot:"
+    )
+    st.caption(
+        "`python -m core examine train.py --out runs/` runs it under the clinic's measurements and names what fails."
+    )
+
 device = ui.device_sidebar()
 st.caption(f"Device: {ui.badge(device)}")
 st.caption("Every page also runs headless: `python -m core list` and `python -m core run CASE`.")

@@ -4,6 +4,7 @@
     python -m bench --cases sine,poly    some cases
     python -m bench --repeat 5           more repeats (default 3; medians are reported)
     python -m bench --no-write           print only
+    python -m bench --examine            the examiner's overhead and detections (bench/examine.py)
 
 Each case runs in its own process (so its peak resident memory is its own): the posted
 pipeline and the app's path are timed interleaved, `--repeat` times each (a posted pipeline
@@ -341,7 +342,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
+    parser.add_argument("--examine", action="store_true", help="the examiner's overhead on its corpus instead")
     args = parser.parse_args(argv)
+    if args.examine:
+        from bench import examine
+
+        return examine.main(args.repeat, write=not args.no_write)
 
     if args.one:
         print(json.dumps(run_one(args.one, args.repeat)))
@@ -378,14 +384,17 @@ def main(argv=None) -> int:
     print()
     print(report)
     if not args.no_write:
+        from bench import examine
+
         torch_version = results[0]["torch"] if results else "?"
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        kept = examine.kept_section((ROOT / "BENCHMARKS.md").read_text())  # its own section, from --examine
         (ROOT / "BENCHMARKS.md").write_text(
             "# Benchmarks\n\n"
             f"Written by `python -m bench` on {stamp}: {info['cpu']}, {info['cores']} cores, "
             f"{info['memory_gib']} GiB, Python {info['python']}, torch {torch_version}. Medians of "
             f"{args.repeat} interleaved runs after one warm-up; 'speed-up' is posted / app.\n\n"
-            f"{report}\n"
+            f"{report}\n" + kept
         )
     return 0
 

@@ -5,10 +5,13 @@
                            [--max-seconds S]
     python -m core script CASE [--preset NAME] [--set KEY=VALUE ...]
     python -m core figures CASE [--preset NAME] [--set KEY=VALUE ...] [--device ...] --out DIR
+    python -m core examine SCRIPT.py [--json] [--out DIR] [--steps N] [-- ARGS ...]
 
 `run` prints exactly one JSON object on stdout; `script` prints a standalone Python
 script that reproduces the run with plain PyTorch; `figures` writes the page's charts as
-PNG and SVG. A bad setting exits with status 2 and one line on stderr that names the
+PNG and SVG; `examine` runs a training script under the examiner (core/examine) and
+prints its findings (with --json, the report as the last line of stdout). A bad setting
+exits with status 2 and one line on stderr that names the
 setting and what it allows.
 """
 
@@ -51,7 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
         )
     p_run.add_argument("--history", action="store_true", help="include the per-step history")
     p_fig.add_argument("--out", required=True, help="folder for the PNG and SVG files")
+    p_ex = sub.add_parser("examine", help="run a training script under the examiner and diagnose it")
+    p_ex.add_argument("script", help="the training script, run as __main__; its own arguments after --")
+    p_ex.add_argument("--json", action="store_true", help="also print the report as JSON, the last line of stdout")
+    p_ex.add_argument("--out", help="folder for the run record (JSON), for the 'Your run' page")
+    p_ex.add_argument("--steps", type=positive_int, help="stop the script after this many optimizer steps")
     return parser
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {n})")
+    return n
 
 
 def jsonable(value: Any) -> Any:
@@ -146,7 +164,16 @@ def cmd_figures(args) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args = []
+    if argv[:1] == ["examine"] and "--" in argv:  # the script's own arguments
+        cut = argv.index("--")
+        argv, script_args = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
+    if args.command == "examine":
+        from core.examine import script
+
+        return script.main(args, script_args)
     try:
         if args.command == "list":
             print(cmd_list(args.json))

@@ -60,6 +60,9 @@ def page(title: str, icon: str = ":material/stethoscope:") -> None:
         st.page_link("app.py", label="Home", icon=":material/home:")
         for i, c in enumerate(registry.CASES.values(), start=1):
             st.page_link(c.page, label=f"{i} · {c.short}", icon=c.icon)
+        st.page_link(
+            "pages/5_Your_run.py", label=f"{len(registry.CASES) + 1} · Your run", icon=":material/troubleshoot:"
+        )
 
 
 def device_sidebar() -> torch.device:

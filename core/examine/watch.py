@@ -1,0 +1,92 @@
+"""Which torch calls the examiner looks at, what kind of call each is, and on which steps.
+
+The examiner's TorchFunctionMode sees every torch call made in the examined thread on the
+sampled steps; it looks each one up here (one dict lookup) and passes everything else
+straight through.
+Module layers call these functions too (nn.Linear -> F.linear, nn.ReLU -> F.relu,
+nn.CrossEntropyLoss -> F.cross_entropy), so modules, functional calls and plain tensor
+code are seen alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+T = torch.Tensor
+
+# activations: the output is measured (dead units, saturation) and remembered, so that the
+# loss call can tell when it is fed an activation's output directly
+ACTIVATIONS = {
+    F.relu: "relu",
+    torch.relu: "relu",
+    torch.relu_: "relu",
+    T.relu: "relu",
+    T.relu_: "relu",
+    torch.tanh: "tanh",
+    T.tanh: "tanh",
+    T.tanh_: "tanh",
+    torch.sigmoid: "sigmoid",
+    T.sigmoid: "sigmoid",
+    T.sigmoid_: "sigmoid",
+    F.softmax: "softmax",
+    torch.softmax: "softmax",
+    T.softmax: "softmax",
+}
+
+# layers whose first argument is the layer's input: the first one per step whose input is
+# data (floating point, not depending on any parameter) is "the model's input"
+LAYERS = {
+    F.linear: "linear",
+    F.conv1d: "conv",
+    F.conv2d: "conv",
+    F.conv3d: "conv",
+    torch.matmul: "matmul",
+    T.matmul: "matmul",
+    T.__matmul__: "matmul",
+    torch.mm: "matmul",
+    T.mm: "matmul",
+}
+
+# loss functions -> family: "regression" (prediction and target of one shape), "class"
+# (class indices or probabilities over dim 1), "binary" (a probability or logit per element)
+LOSSES = {
+    F.mse_loss: "regression",
+    F.l1_loss: "regression",
+    F.smooth_l1_loss: "regression",
+    F.huber_loss: "regression",
+    F.cross_entropy: "class",
+    F.nll_loss: "class",
+    F.binary_cross_entropy: "binary",
+    F.binary_cross_entropy_with_logits: "binary",
+}
+# the losses that apply their own softmax / sigmoid (or expect log-probabilities)
+WANTS_LOGITS = {F.cross_entropy: "softmax", F.nll_loss: "log_softmax", F.binary_cross_entropy_with_logits: "sigmoid"}
+
+# the range each output activation can reach
+RANGES = {"relu": (0.0, math.inf), "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+
+# optimizers whose step does not grow with the loss's scale (adaptive per-weight step sizes)
+SCALE_FREE = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SparseAdam")
+
+KIND = {
+    **{f: ("act", k) for f, k in ACTIVATIONS.items()},
+    **{f: ("layer", k) for f, k in LAYERS.items()},
+    **{f: ("loss", k) for f, k in LOSSES.items()},
+    F.batch_norm: ("batch_norm", "batch_norm"),
+}
+
+
+def loss_name(func) -> str:
+    return getattr(func, "__name__", str(func))
+
+
+def sampled(step: int) -> bool:
+    """Detailed statistics on this (1-based) step? The first 5 steps, then every 10th to 100
+    and 36 a decade after (every 25th to 1,000, every 250th to 10,000, ...)."""
+    if step <= 5:
+        return True
+    every = 10 if step <= 100 else 10 ** (len(str(step - 1)) - 2) * 5 // 2  # 25 to 1,000; 250 to 10,000
+    return step % every == 0
