@@ -39,6 +39,7 @@ KEYS = (
 
 DEAD_SHARE = 0.5  # "most units of a ReLU layer never fire"
 SATURATED_SHARE = 0.5  # most outputs of a tanh / sigmoid in its flat tails
+LEARNED = 0.1  # a run whose loss fell to a tenth of its start is learning
 OUTSIDE_SHARE = 0.05  # targets out of the output activation's reach
 INPUT_RMS = 10.0  # 100× the second moment of standardized inputs
 SPREAD_RATIO = 0.25  # within-batch target spread / the whole's; about 1 when shuffled
@@ -284,9 +285,15 @@ def saturated(m, losses):
     for r in m.acts:
         if r["saturated"] is not None and r["site"] not in m.output_sites:
             shares.setdefault(r["site"], []).append((r["step"], r["saturated"]))
+    # Units that saturate while a run learns well are a healthy network's business (a tanh layer
+    # reaching large targets); a finding needs them flat from the start, or a loss that did not fall.
+    finite = [v for _, v in losses if math.isfinite(v)]
+    learned = len(finite) >= 10 and statistics.median(finite[-5:]) <= LEARNED * statistics.median(finite[:3])
+    stalled = not learned
     for site, rows in shares.items():
         med = statistics.median(v for _, v in rows)
-        if med >= SATURATED_SHARE and len(rows) >= 3:
+        from_start = min(v for _, v in rows[:3]) >= SATURATED_SHARE
+        if med >= SATURATED_SHARE and len(rows) >= 3 and (from_start or stalled):
             first = next(s for s, v in rows if v >= SATURATED_SHARE)
             limit = "|tanh| > 0.97" if m.site_kind.get(site) == "tanh" else "sigmoid < 0.015 or > 0.985"
             return Finding(
