@@ -14,7 +14,7 @@ torch.manual_seed(2)
 net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))
 opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
 sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
-for epoch in range(30):
+for _epoch in range(30):
     for xb, yb in loader:
         opt.zero_grad()
         loss = nn.functional.mse_loss(net(xb), yb)
