@@ -47,6 +47,9 @@ class Case:
     first_view: Mapping[str, Any] = field(default_factory=dict)
     # config -> the preset whose model and optimizer it follows, whatever its data, budget and seed (the page's label)
     recipe: Callable[[Any], str | None] | None = None
+    # (config, lr) -> the same settings with that lr on a short budget: how the range test's candidate
+    # rates are checked before one is offered (None: the case has no range test)
+    trial: Callable[[Any, float], Any] | None = None
 
     def comparison(self, config: Any) -> Any | None:
         """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""

@@ -761,4 +761,6 @@ CASE = Case(
     reference=reference,
     first_view=QUICK,  # the page opens on the quick view; links carry a different budget explicitly
     recipe=recipe_name,
+    # a candidate rate is checked on a quarter of the epochs (at least one)
+    trial=lambda config, lr: dataclasses.replace(config, lr=lr, epochs=max(1, config.epochs // 4)),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -464,16 +465,21 @@ def lr_finder(
     limit: float | None = None,
     limit_label: str = "2/λmax",
 ) -> None:
-    """fastai's range test on demand: the loss against an exponentially growing rate, the
-    suggested rate marked, one click to use it. `limit`: an analytic stability limit to draw,
-    named `limit_label`."""
+    """fastai's range test on demand: the loss against an exponentially growing rate, with fastai's
+    four rules' rates marked; each rate then trains on the case's short budget (`Case.trial`), and
+    only the one that ended lowest, and lower than the current rate, is offered. `limit`: an
+    analytic stability limit to draw, named `limit_label`."""
+    from core import lrfind
+
     flag = f"{case.name}._lr_find"
     with st.expander(
         "Find the learning rate (range test)", icon=":material/search:", expanded=bool(st.session_state.get(flag))
     ):
         st.caption(
-            "Train briefly while the learning rate grows exponentially; the loss first falls faster, then explodes. "
-            "The suggestion is where it fell fastest (fastai's lr_find)."
+            "Train briefly while the learning rate grows exponentially; the loss first falls, then explodes. "
+            "fastai's four rules read a rate off that curve (valley, its default; slide; minimum; steep). A rule "
+            "reads the curve, not your run: each rate is then tried on a short run, and only one that ends lower "
+            "than the current lr is offered."
         )
         if not st.session_state.get(flag):
             st.button(
@@ -484,15 +490,63 @@ def lr_finder(
             )
             return
         found = run(case, config, device, label="Learning-rate range test", task=task)
-        suggested = found.metrics["suggested_lr"]
         chart(charts.lr_find_chart(found, current=config.lr, limit=limit, limit_label=limit_label))
-        if suggested is None:
-            st.info("The loss never fell over the range: no rate to suggest.")
+        proposed = lrfind.candidates(found.metrics, config.lr)
+        if not proposed:
+            st.info("The loss never fell over the range: no rule gives a rate.")
             return
+        short = case.trial(config, config.lr)
+        what, now = lrfind.end_loss(run(case, short, device, label=f"Short run at the current lr {config.lr:.3g}"))
+        measured, rows = {}, []
+        for lr, names in proposed.items():
+            trial = case.trial(config, lr)
+            problems = case.errors(trial)
+            if problems:
+                ended = None
+            else:
+                _, ended = lrfind.end_loss(run(case, trial, device, label=f"Short run at lr {lr:.3g} ({names[0]})"))
+                measured[lr] = ended
+            rows.append(_candidate_row(", ".join(names), lr, ended, now, what, limit, limit_label, problems))
+        rows.append(_candidate_row("current", config.lr, now, now, what, limit, limit_label, []))
+        st.dataframe(rows, hide_index=True, width="stretch")
+        budget = differences(case, short, config)
+        st.caption(
+            f"Each rate trained on the short budget ({budget}), from the same initial weights; "
+            f"{what} averaged over its last tenth of steps."
+        )
+        offered = lrfind.best(measured, now)
+        if offered is None:
+            st.info(
+                f"None of the rules' rates ended lower than the current lr {config.lr:.3g} on the short run: "
+                "no rate to offer. The curve's rules are shown above for reference.",
+                icon=":material/block:",
+            )
+            return
+        gain = 1 - measured[offered] / now
         st.button(
-            f"Use lr = {suggested:.3g}",
+            f"Use lr = {offered:.3g}",
             key=f"{case.name}._lr_use",
             on_click=load,
-            args=(case, {"lr": float(f"{suggested:.3g}")}),
+            args=(case, {"lr": offered}),
             type="primary",
+            help=f"{', '.join(proposed[offered])}: ended {gain:.0%} lower than the current lr on the short run.",
         )
+        relation = f", {offered / limit:.3g} × {limit_label} = {limit:.3g}" if limit else ""
+        st.caption(f"Ends {gain:.0%} lower than lr {config.lr:.3g} on the short run{relation}.")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "not run"
+    return "diverged" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def _candidate_row(rule, lr, ended, now, what, limit, limit_label, problems) -> dict[str, str]:
+    if ended is not None and math.isfinite(ended) and math.isfinite(now) and now > 0:
+        versus = "—" if rule == "current" else f"{ended / now:.3g}×"
+    else:
+        versus = "; ".join(problems) if problems else "—"
+    row = {"rule": rule, "lr": f"{lr:.3g}"}
+    if limit:
+        row[f"lr / {limit_label}"] = f"{lr / limit:.3g}"
+    return row | {f"{what} after the short run": _fmt(ended), "vs current": versus}

@@ -99,10 +99,13 @@ def live_loss(loss: np.ndarray):
     return loss_chart({"current": frame}, title="Training…")
 
 
+RULE_COLORS = {"valley": "#16a34a", "slide": "#9333ea", "minimum": "#0891b2", "steep": "#ca8a04"}
+
+
 def lr_find_chart(result, current: float, limit: float | None = None, limit_label: str = "2/λmax"):
-    """The range test: loss (and its smoothed curve) against the learning rate, log-log, with
-    the suggestion, the current rate and, where known, the analytic stability limit as rules
-    (named `limit_label`)."""
+    """The range test: loss (and its smoothed curve) against the learning rate, log-log; fastai's
+    four rules' rates as points on the smoothed curve; the current rate and, where known, the
+    analytic stability limit as rules (named `limit_label`)."""
     frame = result.frames["lr_find"]
     frame = frame[np.isfinite(frame["loss"]) & (frame["loss"] > 0)]
     long = pd.concat(
@@ -111,12 +114,14 @@ def lr_find_chart(result, current: float, limit: float | None = None, limit_labe
             pd.DataFrame({"lr": frame["lr"], "loss": frame["smoothed"], "curve": "smoothed"}),
         ]
     )
+    x = alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log"))
+    y = alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log"))
     lines = (
         alt.Chart(long)
         .mark_line(clip=True)
         .encode(
-            x=alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log")),
-            y=alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log")),
+            x=x,
+            y=y,
             color=alt.Color(
                 "curve:N",
                 title=None,
@@ -124,14 +129,34 @@ def lr_find_chart(result, current: float, limit: float | None = None, limit_labe
             ),
         )
     )
-    marks = [
-        ("suggested", result.metrics["suggested_lr"], PALETTE["fixed"]),
-        ("current", current, PALETTE["as-posted"]),
-    ]
+    layers = [lines]
+    points = []
+    for name, colour in RULE_COLORS.items():
+        lr = result.metrics.get(f"{name}_lr")
+        if lr and len(frame):
+            at = float(np.exp(np.interp(np.log(lr), np.log(frame["lr"]), np.log(frame["smoothed"]))))
+            points.append({"lr": lr, "loss": at, "rule": f"{name}: {lr:.3g}", "colour": colour})
+    if points:
+        rule_points = pd.DataFrame(points)
+        layers.append(
+            alt.Chart(rule_points)
+            .mark_point(size=110, filled=True, stroke="white", strokeWidth=1.5, opacity=1)
+            .encode(
+                x="lr:Q",
+                y="loss:Q",
+                fill=alt.Fill(
+                    "rule:N",
+                    title=None,
+                    scale=alt.Scale(domain=list(rule_points["rule"]), range=list(rule_points["colour"])),
+                ),
+                tooltip=["rule:N", alt.Tooltip("loss:Q", format=".4g")],
+            )
+        )
+    marks = [("current", current, PALETTE["as-posted"])]
     if limit is not None:
         marks.append((limit_label, limit, "#111827"))
     rules = pd.DataFrame([{"lr": v, "what": f"{name}: {v:.3g}"} for name, v, _ in marks if v])
-    rule = (
+    layers.append(
         alt.Chart(rules)
         .mark_rule(strokeDash=[5, 3], strokeWidth=2)
         .encode(
@@ -141,4 +166,4 @@ def lr_find_chart(result, current: float, limit: float | None = None, limit_labe
             ),
         )
     )
-    return finish(alt.layer(lines, rule).resolve_scale(color="independent"), "Learning-rate range test")
+    return finish(alt.layer(*layers).resolve_scale(color="independent"), "Learning-rate range test")
