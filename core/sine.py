@@ -22,7 +22,7 @@ import torch
 from core import lrfind, nets, points
 from core.case import Case, Finding
 from core.settings import Setting
-from core.train import History, RunResult, history_frame, train
+from core.train import History, Progress, RunResult, history_frame, train
 
 X_MIN, X_MAX = -1.0, 9.0  # the posted range: rand * 10 - 1
 NOISE_STD = 0.05  # N(0,1)/20: a perfect fit has this RMSE against the noisy targets
@@ -214,7 +214,12 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
             mse[step] = loss / n if config.loss == "sse" else (y_pred - y).pow(2).mean()
         return loss
 
-    history = train(params, optimizer, loss_fn, config.steps, check_every=50, on_progress=on_progress)
+    def progress(p: Progress) -> None:  # the live curve in the charts' unit: MSE, whatever loss is minimised
+        on_progress(Progress(p.step, p.total, mse[: p.step].cpu().double().numpy(), name="MSE"))
+
+    history = train(
+        params, optimizer, loss_fn, config.steps, check_every=50, on_progress=progress if on_progress else None
+    )
     mse = mse.cpu().numpy()
     return _result(config, params, history, records.cpu().numpy(), record_every, (x_raw, y_raw), (mean, std), mse)
 
@@ -227,7 +232,8 @@ def _result(config, params, history: History, records, record_every, data, scali
         xg = torch.tensor((grid - mean) / std, dtype=torch.float32, device=device).unsqueeze(1)
         pred, _, _ = forward(params, xg, config)
         x_in = ((x_raw - mean) / std).to(device)
-        _, hidden_end, _ = forward(params, x_in, config)
+        pred_end, hidden_end, _ = forward(params, x_in, config)
+        rmse_points = (pred_end.cpu().double() - y_raw.double()).pow(2).mean().sqrt().item()
         sat_end = sum(saturated(h, config.activation) for h in hidden_end).item() / (x_in.shape[0] * sum(config.hidden))
         w1 = params["layer1.weight"].detach().cpu().double().numpy()[0]  # (width,)
         b1 = params["layer1.bias"].detach().cpu().double().numpy() if config.bias else np.zeros_like(w1)
@@ -260,6 +266,8 @@ def _result(config, params, history: History, records, record_every, data, scali
     metrics = {
         "final_loss": final,
         "rmse_vs_truth": rmse,
+        "rmse_vs_points": rmse_points,  # against the training points (noisy: 0.05 is the posted data's floor)
+        "final_mse": float(mse[history.steps_run - 1]) if history.steps_run else math.nan,
         "saturated_fraction": sat_end,
         "transitions_near_zero": near_zero,
         "diverged": history.diverged_at is not None,
@@ -388,6 +396,11 @@ def diagnose(config: SineConfig, result: RunResult) -> list[Finding]:
     return found
 
 
+def reference(config: SineConfig) -> SineConfig:
+    """The run to compare with: the posted settings, on the user's points when there are any."""
+    return dataclasses.replace(AS_POSTED, points=config.points)
+
+
 def check(config: SineConfig) -> list[str]:
     total = sum(a * b for a, b in itertools.pairwise((1, *config.hidden, 1)))
     if total * size(config) > 60_000_000:
@@ -407,5 +420,6 @@ CASE = Case(
     settings=SETTINGS,
     run=run,
     check=check,
+    reference=reference,
     trial=lambda config, lr: dataclasses.replace(config, lr=lr, steps=max(1, config.steps // TRIAL_SHARE)),
 )

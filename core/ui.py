@@ -198,9 +198,9 @@ def text_setting(case: Case, name: str) -> str:
     return st.text_input(**_label(case, name))
 
 
-def int_setting(case: Case, name: str, step: int = 1) -> int:
+def int_setting(case: Case, name: str, step: int = 1, disabled: bool = False) -> int:
     s = case.setting(name)
-    return st.number_input(**_label(case, name), min_value=int(s.lo), max_value=int(s.hi), step=step)
+    return st.number_input(**_label(case, name), min_value=int(s.lo), max_value=int(s.hi), step=step, disabled=disabled)
 
 
 def choice_setting(case: Case, name: str, horizontal: bool = True) -> str:
@@ -296,7 +296,7 @@ def run(
             return
         last[0] = now
         bar.progress(p.step / p.total, text=f"{label}: step {p.step:,} of {p.total:,}")
-        curve.altair_chart(charts.live_loss(p.loss), width="stretch", theme=None)
+        curve.altair_chart(charts.live_loss(p.loss, p.name), width="stretch", theme=None)
 
     try:
         result = runner.execute(case, config, device, on_progress, task=task)
@@ -310,6 +310,16 @@ def run(
 
 
 # ------------------------------------------------------------------ showing
+
+
+def number(value: float, digits: int = 4) -> str:
+    """A metric's value: fixed-point when readable, scientific when huge or tiny (a diverged loss is
+    1.34e+23, not 134084170505826026389504.0000), 'n/a' when not a number."""
+    if not math.isfinite(value):
+        return "n/a" if math.isnan(value) else "inf"
+    if value != 0 and not 1e-3 <= abs(value) < 1e6:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
 
 
 def chart(c) -> None:

@@ -1,5 +1,6 @@
 """Compare, share, export on the pages (AppTest): pinned runs, settings in the URL, downloads."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -380,3 +381,58 @@ def test_cifar_range_test_finds_the_scaled_rate_and_applies_it(offline):
             assert offered is not None and offered < 0.02 / 100
     assert 5e-4 < valley["as-posted"] < 0.5  # measured on the stand-in, 1000 images: 1.4e-3
     assert valley["x255"] < valley["as-posted"] / 100
+
+
+# ---------------------------------------------------------------------------- issue 14: a new user's view of sine
+
+OWN_POINTS = tuple((i / 10, abs(i / 10 - 3) / 3) for i in range(60))  # |x - 3| / 3 on [0, 6): no sin(x) here
+
+
+def test_sine_with_your_own_points_shows_metrics_that_exist_and_compares_on_them(monkeypatch):
+    """Issue 14, item 1: with an upload the headline read nan ('RMSE vs sin(x)/2.5'), the legend had 'truth',
+    the as-posted curve was trained on the posted 4000 points, and n_points looked active."""
+    from core import runner
+
+    ran = []
+    real = runner.execute
+
+    def recording(case, config, *args, **kwargs):
+        ran.append(config)
+        return real(case, config, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "execute", recording)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.switch_page(SINE.page)
+    at.query_params.update({"preset": "fixed", "steps": "300"})
+    at.run()
+    ran.clear()
+    at.session_state["sine.points"] = OWN_POINTS  # as an upload leaves it
+    at.run()
+    assert not at.exception and not at.error
+    labels = {m.label: m for m in at.metric}
+    assert "RMSE vs your points" in labels and "RMSE vs sin(x)/2.5" not in labels
+    assert all("nan" not in (m.value + str(m.proto.delta)).lower() for m in at.metric)
+    assert "vs as-posted" in labels["RMSE vs your points"].proto.delta
+    assert "truth" not in series(at)
+    titles = list(chart_specs(at))
+    assert "Your points and the prediction" in titles and not any("sin(x)" in (t or "") for t in titles)
+    assert [c.points for c in ran] == [OWN_POINTS, OWN_POINTS]  # the current run and as-posted, on your points
+    assert ran[1] == dataclasses.replace(SINE.presets["as-posted"], points=OWN_POINTS)
+    assert at.number_input(key="sine.n_points").disabled
+    assert "n_points is ignored" in caption_text(at)
+
+
+def test_sine_headline_loss_is_the_charts_mse():
+    """Issue 14, item 9: 'Final loss 49.85' was the sum (sse) beside a chart of MSE per step."""
+    at = page(query={"steps": "300"})
+    metric = next(m for m in at.metric if m.label == "Final training MSE")
+    spec = chart_specs(at)["Training MSE per step"]
+    frames = [
+        dataframe_util.convert_arrow_bytes_to_pandas_df(d.data.data)
+        for d in at.get("vega_lite_chart")[1].proto.datasets
+    ]
+    curve = next(f for f in frames if "mse" in f)
+    last = curve[curve["run"] == "current"]["mse"].iloc[-1]
+    assert float(metric.value) == pytest.approx(last, rel=1e-3)
+    assert '"title": "MSE (log scale)"' in json.dumps(spec)
+    assert not any(m.label == "Final loss" for m in at.metric)

@@ -93,10 +93,10 @@ def loss_chart(
     return finish(chart, title)
 
 
-def live_loss(loss: np.ndarray):
-    """The growing curve shown while a run trains."""
+def live_loss(loss: np.ndarray, name: str = "loss"):
+    """The growing curve shown while a run trains, named as the finished chart names it."""
     frame = pd.DataFrame({"step": np.arange(1, len(loss) + 1), "loss": loss})
-    return loss_chart({"current": frame}, title="Training…")
+    return loss_chart({"current": frame}, title=f"Training… ({name} per step)", y_title=f"{name} (log scale)")
 
 
 RULE_COLORS = {"valley": "#16a34a", "slide": "#9333ea", "minimum": "#0891b2", "steep": "#ca8a04"}
