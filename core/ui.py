@@ -240,22 +240,41 @@ def build_config(case: Case) -> Any:
 
 
 def points_upload(case: Case) -> None:
-    """A CSV upload for the case's `points` setting. A bad file is a message and the page goes
-    on with the data it had; removing the file returns to the posted data."""
-    from core.points import MAX_BYTES, parse_csv
+    """A CSV upload for the case's `points` setting. An upload is taken when the user changes the
+    file (a callback), so the points stay for the session, also after a visit to another page (which
+    empties the uploader). A bad file is a message and the page keeps the data it had; removing the
+    file, or the button, returns to the posted data."""
+    from core.points import MAX_BYTES
 
-    k, marker = key(case, "points"), f"{case.name}._upload_id"
-    up = st.file_uploader(
+    st.file_uploader(
         "Your own (x, y) points",
         type=["csv", "txt"],
         key=f"{case.name}._upload",
         help=f"CSV: two numeric columns, x and y (a header row is fine), at most {MAX_BYTES // 1_000_000} MB.",
+        on_change=_take_upload,
+        args=(case,),
     )
-    if up is None:
-        if st.session_state.get(marker):  # the file was removed
-            st.session_state[k], st.session_state[marker] = (), None
-        return
-    if st.session_state.get(marker) == up.file_id:
+    error = st.session_state.pop(f"{case.name}._upload_error", None)
+    if error:
+        st.error(error, icon=":material/error:")
+    pts = st.session_state.get(key(case, "points"))
+    if pts:
+        name = st.session_state.get(f"{case.name}._upload_name") or "your file"
+        st.caption(f"Using **{name}**: {len(pts):,} points, kept for this session.")
+        st.button("Back to the posted data", key=f"{case.name}._upload_drop", on_click=_drop_upload, args=(case,))
+
+
+def _drop_upload(case: Case) -> None:
+    st.session_state[key(case, "points")], st.session_state[f"{case.name}._upload_name"] = (), None
+
+
+def _take_upload(case: Case) -> None:
+    """The uploader's callback: the user added, replaced or removed the file."""
+    from core.points import parse_csv
+
+    up = st.session_state.get(f"{case.name}._upload")
+    if up is None:  # the user removed the file
+        _drop_upload(case)
         return
     try:
         pts = parse_csv(up.getvalue())
@@ -265,9 +284,11 @@ def points_upload(case: Case) -> None:
             if bad:
                 raise SettingError.of(bad)
     except SettingError as e:
-        st.error(f"{up.name}: {e}. Using the data from before.", icon=":material/error:")
+        before = st.session_state.get(f"{case.name}._upload_name")
+        kept = f"still using {before}" if st.session_state.get(key(case, "points")) else "still using the posted data"
+        st.session_state[f"{case.name}._upload_error"] = f"{up.name}: {e}. Nothing changed: {kept}."
         return
-    st.session_state[k], st.session_state[marker] = pts, up.file_id
+    st.session_state[key(case, "points")], st.session_state[f"{case.name}._upload_name"] = pts, up.name
 
 
 # ------------------------------------------------------------------ running

@@ -436,3 +436,33 @@ def test_sine_headline_loss_is_the_charts_mse():
     assert float(metric.value) == pytest.approx(last, rel=1e-3)
     assert '"title": "MSE (log scale)"' in json.dumps(spec)
     assert not any(m.label == "Final loss" for m in at.metric)
+
+
+def csv_file(name: str, rows) -> tuple[str, bytes, str]:
+    return name, ("x,y\n" + "\n".join(f"{x},{y}" for x, y in rows)).encode(), "text/csv"
+
+
+@pytest.mark.parametrize("case_name", ["sine", "poly"])
+def test_a_bad_upload_keeps_the_good_one_and_uploads_survive_a_page_visit(case_name):
+    """Issue 14, item 2: after a good upload, a non-numeric, one-row or NaN file said 'using the data from
+    before' but the page went back to the posted data; a visit to another page also lost the upload."""
+    at = page(case_name, query={"steps": "200"} if case_name == "sine" else None)
+    points_key = f"{case_name}.points"
+    at.file_uploader(key=f"{case_name}._upload").set_value(csv_file("good.csv", OWN_POINTS)).run()
+    assert not at.exception and at.session_state[points_key] == OWN_POINTS
+    for bad in (
+        ("words.csv", b"x,y\n1,a\n", "text/csv"),
+        csv_file("one.csv", [(1, 2)]),
+        csv_file("nan.csv", [(1, "nan")] * 12),
+    ):
+        at.file_uploader(key=f"{case_name}._upload").set_value(bad).run()
+        assert not at.exception
+        assert at.session_state[points_key] == OWN_POINTS, bad[0]
+        assert any(bad[0] in e.value and "still using good.csv" in e.value for e in at.error), bad[0]
+    assert "Using **good.csv**: 60 points" in caption_text(at)
+    at.switch_page("app.py").run()
+    at.switch_page(registry.get(case_name).page).run()
+    assert not at.exception and at.session_state[points_key] == OWN_POINTS
+    assert "Using **good.csv**: 60 points" in caption_text(at)
+    at.button(key=f"{case_name}._upload_drop").click().run()
+    assert at.session_state[points_key] == ()
