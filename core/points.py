@@ -2,7 +2,7 @@
 
 Rules: at most MAX_BYTES and MAX_ROWS; exactly two numeric columns (one header row is
 allowed); every value finite. Cases add their own minimum of distinct x values. Every
-failure is a SettingError naming the `points` setting, with the row at fault.
+failure is a SettingError naming the `points` setting, with the line at fault (the header is line 1).
 """
 
 from __future__ import annotations
@@ -29,23 +29,25 @@ def parse_csv(data: bytes | str) -> Points:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise SettingError(NAME, "the file is not UTF-8 text: expected a CSV file with two numeric columns") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    reader = csv.reader(io.StringIO(text))
+    numbered = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]  # lines count from 1
+    lines, rows = [n for n, _ in numbered], [r for _, r in numbered]
     if rows and not _numeric(rows[0]):
-        rows = rows[1:]  # a header
+        lines, rows = lines[1:], rows[1:]  # a header
     if not rows:
         raise SettingError(NAME, "no data rows: expected two numeric columns, x and y")
     if len(rows) > MAX_ROWS:
         raise SettingError(NAME, f"{len(rows):,} rows; at most {MAX_ROWS:,}")
     points = []
-    for i, row in enumerate(rows, start=1):
+    for i, row in zip(lines, rows, strict=True):  # i: the line in the file, as an editor numbers it
         if len(row) != 2:
-            raise SettingError(NAME, f"row {i} has {len(row)} columns; expected exactly 2 (x, y)")
+            raise SettingError(NAME, f"line {i} has {len(row)} columns; expected exactly 2 (x, y)")
         try:
             x, y = float(row[0]), float(row[1])
         except ValueError:
-            raise SettingError(NAME, f"row {i} is not two numbers: {','.join(row)[:40]!r}") from None
+            raise SettingError(NAME, f"line {i} is not two numbers: {','.join(row)[:40]!r}") from None
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise SettingError(NAME, f"row {i} has a value that is not finite: {','.join(row)[:40]!r}")
+            raise SettingError(NAME, f"line {i} has a value that is not finite: {','.join(row)[:40]!r}")
         points.append((x, y))
     return tuple(points)
 

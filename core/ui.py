@@ -242,8 +242,9 @@ def build_config(case: Case) -> Any:
 def points_upload(case: Case) -> None:
     """A CSV upload for the case's `points` setting. An upload is taken when the user changes the
     file (a callback), so the points stay for the session, also after a visit to another page (which
-    empties the uploader). A bad file is a message and the page keeps the data it had; removing the
-    file, or the button, returns to the posted data."""
+    empties the uploader). A bad file is a message and the page keeps the data it had. Only the button
+    returns to the posted data: a browser empties the uploader before it takes a replacing file, so
+    an empty uploader cannot tell 'removed' from 'replaced'."""
     from core.points import MAX_BYTES
 
     st.file_uploader(
@@ -273,8 +274,7 @@ def _take_upload(case: Case) -> None:
     from core.points import parse_csv
 
     up = st.session_state.get(f"{case.name}._upload")
-    if up is None:  # the user removed the file
-        _drop_upload(case)
+    if up is None:  # removed, or about to be replaced (the browser empties the uploader first): keep the points
         return
     try:
         pts = parse_csv(up.getvalue())

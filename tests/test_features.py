@@ -450,6 +450,8 @@ def test_a_bad_upload_keeps_the_good_one_and_uploads_survive_a_page_visit(case_n
     points_key = f"{case_name}.points"
     at.file_uploader(key=f"{case_name}._upload").set_value(csv_file("good.csv", OWN_POINTS)).run()
     assert not at.exception and at.session_state[points_key] == OWN_POINTS
+    at.file_uploader(key=f"{case_name}._upload").set_value(None).run()  # a browser empties it before a new file
+    assert at.session_state[points_key] == OWN_POINTS
     for bad in (
         ("words.csv", b"x,y\n1,a\n", "text/csv"),
         csv_file("one.csv", [(1, 2)]),

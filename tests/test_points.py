@@ -31,10 +31,11 @@ def test_a_good_file_with_or_without_header():
     ("data", "message"),
     [
         (b"x,y\n", "no data rows"),
-        (b"1,2,3\n4,5,6\n", "row 1 has 3 columns; expected exactly 2"),
-        (b"x,y\n1,2\n3,abc\n", "row 2 is not two numbers"),
-        (b"1,2\n3,inf\n", "row 2 has a value that is not finite"),
-        (b"1,2\nnan,3\n", "row 2 has a value that is not finite"),
+        (b"1,2,3\n4,5,6\n", "line 1 has 3 columns; expected exactly 2"),
+        (b"x,y\n1,2\n3,abc\n", "line 3 is not two numbers"),  # the header is line 1 (issue 14)
+        (b"x,y\n\n1,2\n\n3,abc\n", "line 5 is not two numbers"),  # blank lines count,
+        (b"1,2\n3,inf\n", "line 2 has a value that is not finite"),
+        (b"1,2\nnan,3\n", "line 2 has a value that is not finite"),
         (b"\xff\xfe\x00binary", "not UTF-8 text"),
         (b"1,2\n" * 600_000, "MB; at most 1 MB"),
     ],
@@ -87,7 +88,7 @@ def test_the_page_takes_an_upload_and_survives_a_bad_one():
     at.get("file_uploader")[0].set_value(("bad.csv", b"x,y\n1,2\n3,abc\n", "text/csv"))
     at.run()
     assert not at.exception
-    assert any("bad.csv: points: row 2 is not two numbers" in e.value for e in at.error)
+    assert any("bad.csv: points: line 3 is not two numbers" in e.value for e in at.error)
     assert len(at.get("vega_lite_chart")) >= 5  # the page kept working
 
 
