@@ -50,6 +50,31 @@ def finish(chart, title: str | None = None, height: int = HEIGHT):
     )
 
 
+E_LABEL = "replace(format(datum.value, '~e'), 'e+', 'e')"  # 1e-8, 2e-7, 1e0, 5e3: one style for an axis
+
+
+def log_axis(values, **kwargs) -> alt.Axis:
+    """A log axis with one number format and few gridlines: ticks (and gridlines) only at decades,
+    with 2× and 5× between them when the data spans under three decades; every label plain
+    (0.001 ... 10000) when all ticks allow it, else every label as 1e-8. kwargs: other Axis options."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return alt.Axis(**kwargs)
+    lo, hi = int(np.floor(np.log10(v.min()))), int(np.ceil(np.log10(v.max())))
+    hi = max(hi, lo + 1)
+    decades = 10.0 ** np.arange(lo, hi + 1)
+    step = max(1, int(np.ceil((hi - lo) / 10)))  # at most ~10 labels
+    ticks = decades[::step]
+    if hi - lo < 3:
+        ticks = np.unique(np.r_[decades, 2 * decades[:-1], 5 * decades[:-1]])
+        ticks = ticks[(ticks >= v.min() / 2) & (ticks <= v.max() * 2)] if len(ticks) > 3 else ticks
+    ticks = [float(f"{t:.12g}") for t in ticks]
+    if min(ticks) >= 1e-3 and max(ticks) <= 1e4:
+        return alt.Axis(values=ticks, format="~g", **kwargs)
+    return alt.Axis(values=ticks, labelExpr=E_LABEL, **kwargs)
+
+
 def long_runs(runs: Mapping[str, pd.DataFrame], x: str, y: str) -> pd.DataFrame:
     """Several runs' (x, y) columns stacked into one long table with a `run` column."""
     parts = [pd.DataFrame({x: df[x].to_numpy(), y: df[y].to_numpy(), "run": name}) for name, df in runs.items()]
@@ -85,7 +110,7 @@ def loss_chart(
         .mark_line(strokeWidth=2, clip=True)
         .encode(
             x=alt.X(f"{x}:Q", title=x),
-            y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log")),
+            y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log"), axis=log_axis(data[y])),
             color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names),
             tooltip=[alt.Tooltip("run:N"), alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".4g")],
         )
@@ -114,8 +139,8 @@ def lr_find_chart(result, current: float, limit: float | None = None, limit_labe
             pd.DataFrame({"lr": frame["lr"], "loss": frame["smoothed"], "curve": "smoothed"}),
         ]
     )
-    x = alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log"))
-    y = alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log"))
+    x = alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log"), axis=log_axis(long["lr"]))
+    y = alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log"), axis=log_axis(long["loss"]))
     lines = (
         alt.Chart(long)
         .mark_line(clip=True)
