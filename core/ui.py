@@ -540,11 +540,17 @@ def lr_finder(
             rows.append(_candidate_row(", ".join(names), lr, ended, now, what, limit, limit_label, problems))
         rows.append(_candidate_row("current", config.lr, now, now, what, limit, limit_label, []))
         st.dataframe(rows, hide_index=True, width="stretch")
-        budget = differences(case, short, config)
+        budget = "the page's own budget" if short == config else f"a short budget: {differences(case, short, config)}"
         st.caption(
-            f"Each rate trained on the short budget ({budget}), from the same initial weights; "
-            f"{what} averaged over its last tenth of steps."
+            f"Each rate trained on {budget}, from the same initial weights; {what} averaged over its last tenth."
         )
+        if limit:
+            ratios = [lr / limit for lr in proposed]
+            st.caption(
+                f"Against the stability limit {limit_label} = {limit:.3g}: the current lr is "
+                f"{config.lr / limit:.3g}× it, the rules' rates {min(ratios):.3g}× to {max(ratios):.3g}×. Above 1× "
+                "the steepest direction diverges; far below it, the flat directions crawl."
+            )
         offered = lrfind.best(measured, now)
         if offered is None:
             st.info(
@@ -580,4 +586,4 @@ def _candidate_row(rule, lr, ended, now, what, limit, limit_label, problems) -> 
     row = {"rule": rule, "lr": f"{lr:.3g}"}
     if limit:
         row[f"lr / {limit_label}"] = f"{lr / limit:.3g}"
-    return row | {f"{what} after the short run": _fmt(ended), "vs current": versus}
+    return row | {f"{'MSE' if what == 'mse' else what} after the run": _fmt(ended), "vs current": versus}
