@@ -50,6 +50,9 @@ class Case:
     # (config, lr) -> the same settings with that lr on a short budget: how the range test's candidate
     # rates are checked before one is offered (None: the case has no range test)
     trial: Callable[[Any, float], Any] | None = None
+    # config -> (config, notes): a link's clash between settings that the case resolves itself, keeping the
+    # rest of the link (each note says what it changed); None: a clash falls back to the preset
+    settle: Callable[[Any], tuple[Any, list[str]]] | None = None
 
     def comparison(self, config: Any) -> Any | None:
         """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""

@@ -548,6 +548,15 @@ def detail_config(config: LinregConfig) -> LinregConfig:
     return dataclasses.replace(config, mode="single", shuffle="false" if config.shuffle == "false" else "true")
 
 
+def settle(config: LinregConfig) -> tuple[LinregConfig, list[str]]:
+    """A link's mode=single with shuffle=both (the sweep's default): one run is shuffled or not, so it
+    is shuffled, as the posted code was; every other setting of the link stays."""
+    if config.mode == "single" and config.shuffle == "both":
+        note = "mode=single is one run, shuffled or not: shuffle=both became true, as the posted code shuffles"
+        return dataclasses.replace(config, shuffle="true"), [note]
+    return config, []
+
+
 def run(config: LinregConfig, device: torch.device, on_progress=None) -> RunResult:
     if config.mode == "single":
         return run_single(config, device, on_progress)
@@ -742,6 +751,7 @@ CASE = Case(
     settings=SETTINGS,
     run=run,
     check=check,
+    settle=settle,
     serial=lambda config: True,  # two weights per run: ops of microseconds, bound by the interpreter
 )
 

@@ -148,6 +148,9 @@ def from_url(case: Case) -> None:
         except SettingError as e:
             notices.append(f"{e}; using {to_text(values[name])}" if name in values else f"ignored {name}={text!r}")
     config = case.config_cls(**values)
+    if case.check(config) and case.settle is not None:  # a clash the case knows how to resolve
+        config, notes = case.settle(config)
+        notices += notes
     if case.check(config):  # a combination the case refuses: the preset as it is
         notices += [f"{p}; using the preset {preset!r} unchanged" for p in case.check(config)]
         config = case.page_preset(preset)

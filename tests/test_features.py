@@ -468,3 +468,16 @@ def test_a_bad_upload_keeps_the_good_one_and_uploads_survive_a_page_visit(case_n
     assert "Using **good.csv**: 60 points" in caption_text(at)
     at.button(key=f"{case_name}._upload_drop").click().run()
     assert at.session_state[points_key] == ()
+
+
+def test_a_linreg_single_run_link_keeps_its_settings_and_resolves_the_shuffle_clash():
+    """Issue 14, item 11: ?mode=single&batch_size=50 fell back to as-posted entirely (batch size 10),
+    because single mode refuses the default shuffle=both."""
+    at = page("linreg", {"mode": "single", "batch_size": "50", **SMALL_SWEEP})
+    assert not at.exception and not at.error
+    assert at.number_input(key="linreg.batch_size").value == 50 and at.number_input(key="linreg.epochs").value == 10
+    assert at.radio(key="linreg.shuffle").value == "true"
+    notices = " ".join(w.value for w in at.warning)
+    assert "shuffle=both became true" in notices and "unchanged" not in notices
+    assert any("mode=single" in i.value for i in at.info)  # the page shows the sweep, and this run in detail
+    assert any("Batch size **50**" in m.value for m in at.markdown)
