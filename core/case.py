@@ -31,7 +31,7 @@ class Finding:
 class Case:
     name: str  # CLI name, e.g. "sine"
     short: str  # navigation label, e.g. "Sine fit"
-    icon: str  # navigation icon, a Streamlit material icon
+    icon: str  # navigation icon, a Streamlit material icon (drawn from the font Streamlit bundles)
     title: str  # page title
     symptom: str  # the poster's symptom in one sentence
     page: str  # the page file, e.g. "pages/1_Sine_fit.py"
@@ -50,6 +50,9 @@ class Case:
     # (config, lr) -> the same settings with that lr on a short budget: how the range test's candidate
     # rates are checked before one is offered (None: the case has no range test)
     trial: Callable[[Any, float], Any] | None = None
+    # the browser tab's icon: an emoji, which the browser draws itself (a material icon as the tab's icon is
+    # fetched from fonts.gstatic.com, so offline it was missing)
+    emoji: str = "🩺"
     # config -> (config, notes): a link's clash between settings that the case resolves itself, keeping the
     # rest of the link (each note says what it changed); None: a clash falls back to the preset
     settle: Callable[[Any], tuple[Any, list[str]]] | None = None

@@ -749,6 +749,7 @@ CASE = Case(
     name="cifar",
     short="CIFAR ×255",
     icon=":material/image:",
+    emoji="🖼️",
     title="A CIFAR-10 MLP stops learning when inputs are multiplied by 255",
     symptom="~50% test accuracy with inputs in [0, 1]; with inputs × 255 it no longer converges, lr / 255 gets 43%.",
     page="pages/2_CIFAR_x255.py",

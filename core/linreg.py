@@ -743,6 +743,7 @@ CASE = Case(
     name="linreg",
     short="Linear regression",
     icon=":material/trending_down:",
+    emoji="📉",
     title="Linear regression converges only for small, unshuffled batches",
     symptom="Only small batches without shuffling reach the slope -4; with shuffling no batch size does.",
     page="pages/4_Linear_regression.py",

@@ -776,6 +776,7 @@ CASE = Case(
     name="poly",
     short="Polynomial fit",
     icon=":material/function:",
+    emoji="📈",
     title="Fitting a polynomial with nn.Linear crawls, or explodes",
     symptom="The loss is still about 1 after 10,000 epochs, and any learning rate above about 1e-4 blows up at once.",
     page="pages/3_Polynomial_fit.py",

@@ -412,6 +412,7 @@ CASE = Case(
     name="sine",
     short="Sine fit",
     icon=":material/airwave:",
+    emoji="〰️",
     title="A shallow tanh network fits sin(x) badly",
     symptom="The fit wiggles in the first two units of x, then goes flat; the loss curve jumps around.",
     page="pages/1_Sine_fit.py",

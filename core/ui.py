@@ -35,9 +35,10 @@ def results() -> runner.ResultCache:
 # ------------------------------------------------------------------ page and device
 
 
-def page(title: str, icon: str = ":material/stethoscope:") -> None:
+def page(title: str, icon: str = "🩺") -> None:
     """Page config and the sidebar's navigation (Streamlit's own list is turned off in
-    .streamlit/config.toml so that the home page is called Home, not app)."""
+    .streamlit/config.toml so that the home page is called Home, not app). icon: the tab's icon, an
+    emoji (`Case.emoji`): Streamlit draws an emoji favicon itself but fetches a material one online."""
     from core import registry
 
     st.set_page_config(page_title=f"{title} · Convergence Clinic", page_icon=icon, layout="wide")
@@ -357,8 +358,9 @@ def chart_row(charts_by_name: Mapping[str, Any], *names: str) -> None:
             chart(charts_by_name[name])
 
 
-def findings(case: Case, found: list[Finding]) -> None:
-    """Diagnosis cards: the measured evidence, and a button that applies the fix."""
+def findings(case: Case, found: list[Finding], config: Any = None) -> None:
+    """Diagnosis cards: the measured evidence, and a button that applies the fix. Its label lists the
+    values the fix changes (of `config`, the settings on screen); it applies the whole fix."""
     if not found:
         st.success("No known problem left in these settings.", icon=":material/check_circle:")
         return
@@ -367,7 +369,8 @@ def findings(case: Case, found: list[Finding]) -> None:
         with cols[i % len(cols)].container(border=True):
             st.markdown(f"**{f.title}**")
             st.write(f.evidence)
-            change = ", ".join(f"{k} = {to_text(v)}" for k, v in f.fix.items())
+            changed = {k: v for k, v in f.fix.items() if config is None or getattr(config, k) != v} or f.fix
+            change = ", ".join(f"{k} = {to_text(v)}" for k, v in changed.items())
             st.button(f"Apply: {change}", key=f"{case.name}.fix.{f.key}", on_click=load, args=(case, f.fix))
 
 

@@ -8,7 +8,7 @@ from core import registry, sine, ui
 from core.charts import sine as charts
 
 case = registry.get("sine")
-ui.page(case.short, case.icon)
+ui.page(case.short, case.emoji)
 st.title("Case 1 · A shallow tanh network fits sin(x) badly")
 st.markdown(
     "From Cross Validated question 320289: a 1-128-1 network with tanh after both layers, no biases and "
@@ -103,7 +103,7 @@ with right:
     ui.chart(figures["preact"])
 
 st.subheader("Diagnosis")
-ui.findings(case, sine.diagnose(config, result))
+ui.findings(case, sine.diagnose(config, result), config)
 st.caption(
     "Measured over seeds 0-4 with 3000 steps: as posted, the fit stays far above the noise (and in some "
     "seeds the saturated output never moves); the poster's Adam + L1 answer helps a little; biases are "

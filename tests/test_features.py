@@ -481,3 +481,31 @@ def test_a_linreg_single_run_link_keeps_its_settings_and_resolves_the_shuffle_cl
     assert "shuffle=both became true" in notices and "unchanged" not in notices
     assert any("mode=single" in i.value for i in at.info)  # the page shows the sweep, and this run in detail
     assert any("Batch size **50**" in m.value for m in at.markdown)
+
+
+def test_a_fix_button_lists_only_the_values_it_changes_and_huge_values_print_in_scientific_notation(offline):
+    """Issue 14, item 13: x255's fix button listed layer2_* = 1 (unchanged); a diverged loss printed as
+    134084170505826026389504.0000."""
+    from core import ui
+
+    at = page("cifar", query={"preset": "x255", **CIFAR_SMALL})
+    label = at.button(key="cifar.fix.scaled-input").proto.label
+    assert "layer1" in label and "layer2" not in label, label
+    assert ui.number(134084170505826026389504.0) == "1.341e+23" and ui.number(2.302585) == "2.303"
+    assert ui.number(float("nan")) == "n/a" and ui.number(4e-7) == "4.000e-07"
+
+
+def test_every_page_has_an_emoji_tab_icon_that_needs_no_network(monkeypatch):
+    """Issue 14, item 13: a material page icon is fetched from fonts.gstatic.com; offline the tab had none."""
+    import streamlit
+    from streamlit.string_util import is_emoji
+
+    icons = []
+    real = streamlit.set_page_config
+    monkeypatch.setattr(streamlit, "set_page_config", lambda **kw: (icons.append(kw["page_icon"]), real(**kw)))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    for case in registry.CASES.values():
+        assert is_emoji(case.emoji)
+    assert icons and all(is_emoji(i) for i in icons), icons
+    at.switch_page(SINE.page).run()
+    assert icons[-1] == SINE.emoji
