@@ -53,6 +53,7 @@ class Case:
     # the browser tab's icon: an emoji, which the browser draws itself (a material icon as the tab's icon is
     # fetched from fonts.gstatic.com, so offline it was missing)
     emoji: str = "🩺"
+    why: Mapping[str, str] = field(default_factory=dict)  # preset -> why it exists, one sentence (its tooltip)
     # config -> (config, notes): a link's clash between settings that the case resolves itself, keeping the
     # rest of the link (each note says what it changed); None: a clash falls back to the preset
     settle: Callable[[Any], tuple[Any, list[str]]] | None = None

@@ -74,6 +74,12 @@ PRESETS = {
     "fixed": dataclasses.replace(AS_POSTED, target_shape="fixed", budget="steps"),
 }
 
+WHY = {
+    "as-posted": "The post: targets (B, 1, 1) broadcast against (B, 1) predictions, and a budget of 100 epochs.",
+    "fixed-shape": "The first cause fixed (targets (B, 1)); large batches still take too few steps.",
+    "fixed": "Both causes fixed: targets (B, 1) and the same number of optimizer steps for every batch size.",
+}
+
 MAX_N = 100_000
 SETTINGS = (
     Setting("mode", "sweep: every batch size of the sweep; single: one run at batch_size", choices=("sweep", "single")),
@@ -744,6 +750,7 @@ CASE = Case(
     short="Linear regression",
     icon=":material/trending_down:",
     emoji="📉",
+    why=WHY,
     title="Linear regression converges only for small, unshuffled batches",
     symptom="Only small batches without shuffling reach the slope -4; with shuffling no batch size does.",
     page="pages/4_Linear_regression.py",

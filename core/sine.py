@@ -64,6 +64,15 @@ PRESETS = {
     ),
 }
 
+WHY = {
+    "as-posted": "The code as posted: no biases, std-1 weights, tanh output, a sum loss, plain gradient descent.",
+    "as-posted-deep": "The poster's deeper variant (32-128-32): the same problems, more layers to saturate.",
+    "answer": "The poster's own fix: Adam and an L1 loss on the same network. It helps a little; the biases "
+    "are still missing.",
+    "fixed": "Ours: biases (the cure: units can switch anywhere), PyTorch's init, no output tanh, a mean loss, "
+    "a standardised x and Adam.",
+}
+
 SETTINGS = (
     Setting("n_points", "training points, x uniform on [-1, 9)", lo=10, hi=100_000),
     Setting("points", "your own (x, y) points instead of the posted sin(x) data", kind="points"),
@@ -413,6 +422,7 @@ CASE = Case(
     short="Sine fit",
     icon=":material/airwave:",
     emoji="〰️",
+    why=WHY,
     title="A shallow tanh network fits sin(x) badly",
     symptom="The fit wiggles in the first two units of x, then goes flat; the loss curve jumps around.",
     page="pages/1_Sine_fit.py",

@@ -181,15 +181,19 @@ def load(case: Case, values: Mapping[str, Any]) -> None:
 
 
 def preset_buttons(case: Case) -> None:
-    st.caption("Load a preset")
+    """A button per preset; its tooltip says why the preset exists and what it changes from as-posted."""
+    st.caption("Load a preset (hover for what each changes and why)")
     cols = st.columns(2)
+    base = case.page_preset("as-posted")
     for i, name in enumerate(case.presets):
+        changes = differences(case, case.page_preset(name), base).replace("_", "\\_")  # not markdown italics
         cols[i % 2].button(
             name,
             key=f"{case.name}.load.{name}",
             on_click=load,
             args=(case, dataclasses.asdict(case.presets[name])),
             width="stretch",
+            help=case.why.get(name, "") + ("" if name == "as-posted" else f"\n\nChanges from as-posted: {changes}."),
         )
 
 
@@ -198,8 +202,14 @@ def _label(case: Case, name: str) -> dict:
 
 
 def text_setting(case: Case, name: str) -> str:
-    """A free-text setting (numbers over decades, layer widths); checked when the config is built."""
-    return st.text_input(**_label(case, name))
+    """A free-text setting (numbers over decades, layer widths), with its own problem, if any, right
+    under it (the page says it again above the last good run)."""
+    text = st.text_input(**_label(case, name))
+    try:
+        check_value(case.setting(name), case.kind(name), parse(case.setting(name), case.kind(name), text))
+    except SettingError as e:
+        st.caption(f":red[{str(e).split(':', 1)[1].strip()}]")
+    return text
 
 
 def int_setting(case: Case, name: str, step: int = 1, disabled: bool = False) -> int:
@@ -230,13 +240,28 @@ def _from_widgets(case: Case) -> tuple[Any, list[str]]:
     return config, case.errors(config)
 
 
+# what a page greys while it shows the last good run: its results, not the messages about the settings
+STALE_CSS = """<style>
+[data-testid="stMain"] [data-testid="stMetric"], [data-testid="stMain"] [data-testid="stVegaLiteChart"],
+[data-testid="stMain"] [data-testid="stDataFrame"], [data-testid="stMain"] [data-testid="stImage"]
+{opacity: 0.4; filter: grayscale(1);}
+</style>"""
+
+
 def build_config(case: Case) -> Any:
-    """The config from the widgets, or a clear error per bad setting and a stop (never a traceback)."""
+    """The config from the widgets. With a bad setting: a clear error per problem (never a traceback)
+    and the last good config, whose results the page then shows greyed; a stop only when there is none."""
     config, problems = _from_widgets(case)
+    last_good = f"{case.name}._last_good"
     if problems:
         for p in problems:
             st.error(f"**{p.split(':', 1)[0]}**: {p.split(':', 1)[1].strip()}", icon=":material/error:")
-        st.stop()
+        if st.session_state.get(last_good) is None:
+            st.stop()
+        st.caption("Showing the last good run, greyed, until the settings are valid again.")
+        st.markdown(STALE_CSS, unsafe_allow_html=True)
+        return st.session_state[last_good]
+    st.session_state[last_good] = config
     to_url(case, config)
     if any(case.kind(f.name) == "points" and getattr(config, f.name) for f in dataclasses.fields(config)):
         st.caption("Your uploaded points are not part of the page's link.")
