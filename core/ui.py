@@ -558,7 +558,8 @@ def lr_finder(
             st.info("The loss never fell over the range: no rule gives a rate.")
             return
         short = case.trial(config, config.lr)
-        what, now = lrfind.end_loss(run(case, short, device, label=f"Short run at the current lr {config.lr:.3g}"))
+        column, now = lrfind.end_loss(run(case, short, device, label=f"Short run at the current lr {config.lr:.3g}"))
+        what = "MSE" if column == "mse" else column
         measured, rows = {}, []
         for lr, names in proposed.items():
             trial = case.trial(config, lr)
@@ -617,4 +618,4 @@ def _candidate_row(rule, lr, ended, now, what, limit, limit_label, problems) -> 
     row = {"rule": rule, "lr": f"{lr:.3g}"}
     if limit:
         row[f"lr / {limit_label}"] = f"{lr / limit:.3g}"
-    return row | {f"{'MSE' if what == 'mse' else what} after the run": _fmt(ended), "vs current": versus}
+    return row | {f"{what} after the run": _fmt(ended), "vs current": versus}

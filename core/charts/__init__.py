@@ -151,6 +151,7 @@ def lr_find_chart(result, current: float, limit: float | None = None, limit_labe
                 "curve:N",
                 title=None,
                 scale=alt.Scale(domain=["loss", "smoothed"], range=["#cbd5e1", PALETTE["current"]]),
+                legend=alt.Legend(direction="vertical"),
             ),
         )
     )
@@ -173,6 +174,7 @@ def lr_find_chart(result, current: float, limit: float | None = None, limit_labe
                     "rule:N",
                     title=None,
                     scale=alt.Scale(domain=list(rule_points["rule"]), range=list(rule_points["colour"])),
+                    legend=alt.Legend(columns=2),
                 ),
                 tooltip=["rule:N", alt.Tooltip("loss:Q", format=".4g")],
             )
@@ -187,7 +189,10 @@ def lr_find_chart(result, current: float, limit: float | None = None, limit_labe
         .encode(
             x="lr:Q",
             stroke=alt.Stroke(
-                "what:N", title=None, scale=alt.Scale(domain=list(rules["what"]), range=[c for _, v, c in marks if v])
+                "what:N",
+                title=None,
+                scale=alt.Scale(domain=list(rules["what"]), range=[c for _, v, c in marks if v]),
+                legend=alt.Legend(direction="vertical"),
             ),
         )
     )
