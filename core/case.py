@@ -42,7 +42,7 @@ class Cost:
 class Case:
     name: str  # CLI name, e.g. "sine"
     short: str  # navigation label, e.g. "Sine fit"
-    icon: str  # navigation icon, a Streamlit material icon
+    icon: str  # navigation icon, a Streamlit material icon (drawn from the font Streamlit bundles)
     title: str  # page title
     symptom: str  # the poster's symptom in one sentence
     page: str  # the page file, e.g. "pages/1_Sine_fit.py"
@@ -59,6 +59,16 @@ class Case:
     first_view: Mapping[str, Any] = field(default_factory=dict)
     # config -> the preset whose model and optimizer it follows, whatever its data, budget and seed (the page's label)
     recipe: Callable[[Any], str | None] | None = None
+    # (config, lr) -> the same settings with that lr on a short budget: how the range test's candidate
+    # rates are checked before one is offered (None: the case has no range test)
+    trial: Callable[[Any, float], Any] | None = None
+    # the browser tab's icon: an emoji, which the browser draws itself (a material icon as the tab's icon is
+    # fetched from fonts.gstatic.com, so offline it was missing)
+    emoji: str = "🩺"
+    why: Mapping[str, str] = field(default_factory=dict)  # preset -> why it exists, one sentence (its tooltip)
+    # config -> (config, notes): a link's clash between settings that the case resolves itself, keeping the
+    # rest of the link (each note says what it changed); None: a clash falls back to the preset
+    settle: Callable[[Any], tuple[Any, list[str]]] | None = None
 
     def comparison(self, config: Any) -> Any | None:
         """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""

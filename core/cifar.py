@@ -90,6 +90,17 @@ PRESETS = {
     "fixed": dataclasses.replace(AS_POSTED, normalize="standardize", bias=True),
 }
 
+WHY = {
+    "as-posted": "The post's MLP on inputs in [0, 1]: about 50% test accuracy.",
+    "x255": "The post's failure: inputs × 255 make each SGD step move layer 1's pre-activations 255² as far.",
+    "x255-lr": "The poster's first fix, lr / 255 on both layers: trains again, but only to about 43%.",
+    "x255-init-lr": "The poster's second fix: initial weights / 255 and lr / 255; the accuracy comes back.",
+    "x255-lr2": "lr / 255² on both layers, which the poster found also works.",
+    "x255-rule": "The s² rule: layer 1 starts s times smaller, learns s² times slower, decays s² times more; "
+    "it is the as-posted run again.",
+    "fixed": "Ours: standardised inputs (any input scale is then harmless) and biases.",
+}
+
 # The post's table, in its order, with what the poster reported for each row.
 POST_TABLE = {
     "as-posted": "about 50% test accuracy",
@@ -767,6 +778,8 @@ CASE = Case(
     name="cifar",
     short="CIFAR ×255",
     icon=":material/image:",
+    emoji="🖼️",
+    why=WHY,
     title="A CIFAR-10 MLP stops learning when inputs are multiplied by 255",
     symptom="~50% test accuracy with inputs in [0, 1]; with inputs × 255 it no longer converges, lr / 255 gets 43%.",
     page="pages/2_CIFAR_x255.py",
@@ -780,4 +793,6 @@ CASE = Case(
     reference=reference,
     first_view=QUICK,  # the page opens on the quick view; links carry a different budget explicitly
     recipe=recipe_name,
+    # a candidate rate is checked on a quarter of the epochs (at least one)
+    trial=lambda config, lr: dataclasses.replace(config, lr=lr, epochs=max(1, config.epochs // 4)),
 )

@@ -74,6 +74,12 @@ PRESETS = {
     "fixed": dataclasses.replace(AS_POSTED, target_shape="fixed", budget="steps"),
 }
 
+WHY = {
+    "as-posted": "The post: targets (B, 1, 1) broadcast against (B, 1) predictions, and a budget of 100 epochs.",
+    "fixed-shape": "The first cause fixed (targets (B, 1)); large batches still take too few steps.",
+    "fixed": "Both causes fixed: targets (B, 1) and the same number of optimizer steps for every batch size.",
+}
+
 MAX_N = 100_000
 SETTINGS = (
     Setting("mode", "sweep: every batch size of the sweep; single: one run at batch_size", choices=("sweep", "single")),
@@ -548,6 +554,15 @@ def detail_config(config: LinregConfig) -> LinregConfig:
     return dataclasses.replace(config, mode="single", shuffle="false" if config.shuffle == "false" else "true")
 
 
+def settle(config: LinregConfig) -> tuple[LinregConfig, list[str]]:
+    """A link's mode=single with shuffle=both (the sweep's default): one run is shuffled or not, so it
+    is shuffled, as the posted code was; every other setting of the link stays."""
+    if config.mode == "single" and config.shuffle == "both":
+        note = "mode=single is one run, shuffled or not: shuffle=both became true, as the posted code shuffles"
+        return dataclasses.replace(config, shuffle="true"), [note]
+    return config, []
+
+
 def run(config: LinregConfig, device: torch.device, on_progress=None) -> RunResult:
     if config.mode == "single":
         return run_single(config, device, on_progress)
@@ -751,6 +766,8 @@ CASE = Case(
     name="linreg",
     short="Linear regression",
     icon=":material/trending_down:",
+    emoji="📉",
+    why=WHY,
     title="Linear regression converges only for small, unshuffled batches",
     symptom="Only small batches without shuffling reach the slope -4; with shuffling no batch size does.",
     page="pages/4_Linear_regression.py",
@@ -760,6 +777,7 @@ CASE = Case(
     run=run,
     check=check,
     cost=cost,
+    settle=settle,
     serial=lambda config: True,  # two weights per run: ops of microseconds, bound by the interpreter
 )
 

@@ -1,6 +1,9 @@
 """The learning-rate range test (fastai's lr_find): grow the learning rate exponentially
-over a short run, record the loss, stop when it explodes, and suggest the rate where the
-loss fell fastest.
+over a short run, record the loss, stop when it explodes, and read candidate rates off the
+curve with fastai's four rules (valley, its default since 2021; slide; minimum; steep).
+
+A rule reads a curve, not the run you will make: each candidate is only a guess until a
+short run with it has ended lower than one with the current rate (`best`).
 
 It reuses the shared loop: `loss_fn` sets this step's rate on the optimizer before the
 forward pass. The rates of several parameter groups keep their ratios to the base rate.
@@ -45,9 +48,9 @@ def range_test(
 
     history = train(params, optimizer, stepped_loss, steps, check_every=25, on_progress=on_progress)
     lrs = np.array([rate(i, steps, lr_min, lr_max) for i in range(history.steps_run)])
-    frame, suggested = analyse(lrs, history.loss)
+    frame = analyse(lrs, history.loss)
     metrics = {
-        "suggested_lr": suggested,
+        **{f"{name}_lr": lr for name, lr in rules(frame, steps).items()},
         "lr_min": lr_min,
         "lr_max": lr_max,
         "steps_run": history.steps_run,
@@ -56,9 +59,8 @@ def range_test(
     return RunResult(metrics=metrics, history=frame, frames={"lr_find": frame})
 
 
-def analyse(lrs: np.ndarray, loss: np.ndarray) -> tuple[pd.DataFrame, float | None]:
-    """Smooth the curve, cut it where it explodes, and pick the steepest descent before the
-    minimum (the gradient is taken against log10(lr))."""
+def analyse(lrs: np.ndarray, loss: np.ndarray) -> pd.DataFrame:
+    """Smooth the curve (debiased moving average, as fastai) and cut it where it explodes."""
     smooth = np.empty_like(loss)
     avg = 0.0
     for i, value in enumerate(loss):
@@ -71,11 +73,101 @@ def analyse(lrs: np.ndarray, loss: np.ndarray) -> tuple[pd.DataFrame, float | No
         if value > EXPLODE * best:
             keep = i + 1
             break
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {"step": np.arange(1, keep + 1), "lr": lrs[:keep], "loss": loss[:keep], "smoothed": smooth[:keep]}
     )
-    lowest = int(np.argmin(smooth[:keep])) if keep else 0
-    if lowest < 3:
-        return frame, None  # the loss never fell: no rate to suggest
-    slope = np.gradient(np.log(np.maximum(smooth[: lowest + 1], 1e-300)), np.log10(lrs[: lowest + 1]))
-    return frame, float(lrs[int(np.argmin(slope))])
+
+
+# ---------------------------------------------------------------------------- fastai's four rules
+# As in fastai/callback/schedule.py (valley, slide, minimum, steep), on the smoothed losses with
+# the first tenth of the planned steps and the last 5 recorded ones left out, as its lr_find does.
+
+RULES = ("valley", "slide", "minimum", "steep")
+
+
+def rules(frame: pd.DataFrame, planned_steps: int) -> dict[str, float | None]:
+    """Each rule's rate; None for all when too little of the curve is left to read."""
+    lrs = frame["lr"].to_numpy()[planned_steps // 10 : -5]
+    losses = frame["smoothed"].to_numpy()[planned_steps // 10 : -5]
+    if len(lrs) < 20:
+        return dict.fromkeys(RULES)
+    return {"valley": valley(lrs, losses), "slide": slide(lrs, losses), "minimum": minimum(lrs, losses),
+            "steep": steep(lrs, losses)}  # fmt: skip
+
+
+def valley(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The longest run of decreasing losses (a longest decreasing subsequence); the rate half-way
+    through its middle third."""
+    lds = np.ones(len(losses), dtype=int)  # length of the longest decreasing subsequence ending at i
+    for i in range(1, len(losses)):
+        higher = losses[:i] > losses[i]
+        if higher.any():
+            lds[i] = lds[:i][higher].max() + 1
+    end = int(np.argmax(lds))  # the first index with the longest
+    start = end - int(lds[end])
+    third = (end - start) / 3
+    return float(lrs[max(0, start + int(third) + int(third / 2))])
+
+
+def slide(lrs: np.ndarray, losses: np.ndarray, lr_diff: int = 15, thresh: float = 0.005) -> float:
+    """From the end of the curve, slide a window of `lr_diff` steps left while the loss's slope (per
+    step) differs across it by more than `thresh`; the rate at the window's left end. (The threshold
+    is in loss units: fastai's default, whatever the loss's scale.)"""
+    grad = np.gradient(losses)
+    right, left = -1, -1 - lr_diff
+    found = lrs[left]
+    while left >= -len(losses) and abs(grad[right] - grad[left]) > thresh:
+        found = lrs[left]
+        right, left = right - 1, left - 1
+    return float(found)
+
+
+def minimum(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """A tenth of the rate where the loss was lowest."""
+    return float(lrs[int(np.argmin(losses))]) / 10
+
+
+def steep(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The rate where the loss fell fastest against log(lr)."""
+    slope = np.diff(losses) / np.diff(np.log(lrs))
+    return float(lrs[int(np.argmin(slope))])
+
+
+# ---------------------------------------------------------------------------- checking the candidates
+
+
+def candidates(metrics: dict, current: float) -> dict[float, list[str]]:
+    """The rules' rates rounded to 3 significant figures (what a button would set), each with the
+    rules that gave it; the current rate left out."""
+    found: dict[float, list[str]] = {}
+    for name in RULES:
+        lr = metrics.get(f"{name}_lr")
+        if lr:
+            lr = float(f"{lr:.3g}")
+            if lr != current:
+                found.setdefault(lr, []).append(name)
+    return found
+
+
+def end_loss(result: RunResult) -> tuple[str, float]:
+    """(what, value): how low a short run ended. The mean of its last tenth of steps (a minibatch
+    loss is noisy; a large step may oscillate), in the page's unit (MSE where the run records it);
+    inf when the run diverged."""
+    column = "mse" if "mse" in result.history else "loss"
+    if result.metrics.get("diverged"):
+        return column, float("inf")
+    values = result.history[column].to_numpy()
+    if not len(values):
+        return column, float("inf")
+    return column, float(np.mean(values[-max(1, len(values) // 10) :]))
+
+
+BEATS = 0.99  # a candidate is offered only when it ends at least 1% lower than the current rate
+
+
+def best(measured: dict[float, float], current: float) -> float | None:
+    """The candidate rate whose short run ended lowest, if it beat the current rate's; else None."""
+    if not measured:
+        return None
+    lr = min(measured, key=measured.get)
+    return lr if measured[lr] < BEATS * current else None

@@ -27,6 +27,7 @@ class Progress:
     step: int  # steps done so far
     total: int  # steps planned
     loss: np.ndarray  # loss of every step so far (a copy)
+    name: str = "loss"  # what `loss` is, for the live chart (a case may report another unit, e.g. MSE)
 
 
 ProgressFn = Callable[[Progress], None]

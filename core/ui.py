@@ -49,9 +49,10 @@ def max_run_seconds() -> float:
 # ------------------------------------------------------------------ page and device
 
 
-def page(title: str, icon: str = ":material/stethoscope:") -> None:
+def page(title: str, icon: str = "🩺") -> None:
     """Page config and the sidebar's navigation (Streamlit's own list is turned off in
-    .streamlit/config.toml so that the home page is called Home, not app)."""
+    .streamlit/config.toml so that the home page is called Home, not app). icon: the tab's icon, an
+    emoji (`Case.emoji`): Streamlit draws an emoji favicon itself but fetches a material one online."""
     from core import registry
 
     st.set_page_config(page_title=f"{title} · Convergence Clinic", page_icon=icon, layout="wide")
@@ -168,6 +169,9 @@ def from_url(case: Case) -> None:
         except SettingError as e:
             notices.append(f"{e}; using {to_text(values[name])}" if name in values else f"ignored {name}={text[:40]!r}")
     config = case.config_cls(**values)
+    if case.check(config) and case.settle is not None:  # a clash the case knows how to resolve
+        config, notes = case.settle(config)
+        notices += notes
     if case.check(config):  # a combination the case refuses: the preset as it is
         notices += [f"{p}; using the preset {preset!r} unchanged" for p in case.check(config)]
         config = case.page_preset(preset)
@@ -199,15 +203,19 @@ def load(case: Case, values: Mapping[str, Any]) -> None:
 
 
 def preset_buttons(case: Case) -> None:
-    st.caption("Load a preset")
+    """A button per preset; its tooltip says why the preset exists and what it changes from as-posted."""
+    st.caption("Load a preset (hover for what each changes and why)")
     cols = st.columns(2)
+    base = case.page_preset("as-posted")
     for i, name in enumerate(case.presets):
+        changes = differences(case, case.page_preset(name), base).replace("_", "\\_")  # not markdown italics
         cols[i % 2].button(
             name,
             key=f"{case.name}.load.{name}",
             on_click=load,
             args=(case, dataclasses.asdict(case.presets[name])),
             width="stretch",
+            help=case.why.get(name, "") + ("" if name == "as-posted" else f"\n\nChanges from as-posted: {changes}."),
         )
 
 
@@ -216,13 +224,19 @@ def _label(case: Case, name: str) -> dict:
 
 
 def text_setting(case: Case, name: str) -> str:
-    """A free-text setting (numbers over decades, layer widths); checked when the config is built."""
-    return st.text_input(**_label(case, name))
+    """A free-text setting (numbers over decades, layer widths), with its own problem, if any, right
+    under it (the page says it again above the last good run)."""
+    text = st.text_input(**_label(case, name))
+    try:
+        check_value(case.setting(name), case.kind(name), parse(case.setting(name), case.kind(name), text))
+    except SettingError as e:
+        st.caption(f":red[{str(e).split(':', 1)[1].strip()}]")
+    return text
 
 
-def int_setting(case: Case, name: str, step: int = 1) -> int:
+def int_setting(case: Case, name: str, step: int = 1, disabled: bool = False) -> int:
     s = case.setting(name)
-    return st.number_input(**_label(case, name), min_value=int(s.lo), max_value=int(s.hi), step=step)
+    return st.number_input(**_label(case, name), min_value=int(s.lo), max_value=int(s.hi), step=step, disabled=disabled)
 
 
 def choice_setting(case: Case, name: str, horizontal: bool = True) -> str:
@@ -250,13 +264,28 @@ def _from_widgets(case: Case) -> tuple[Any, list[str]]:
     return config, problems + ([limit] if limit else [])
 
 
+# what a page greys while it shows the last good run: its results, not the messages about the settings
+STALE_CSS = """<style>
+[data-testid="stMain"] [data-testid="stMetric"], [data-testid="stMain"] [data-testid="stVegaLiteChart"],
+[data-testid="stMain"] [data-testid="stDataFrame"], [data-testid="stMain"] [data-testid="stImage"]
+{opacity: 0.4; filter: grayscale(1);}
+</style>"""
+
+
 def build_config(case: Case) -> Any:
-    """The config from the widgets, or a clear error per bad setting and a stop (never a traceback)."""
+    """The config from the widgets. With a bad setting: a clear error per problem (never a traceback)
+    and the last good config, whose results the page then shows greyed; a stop only when there is none."""
     config, problems = _from_widgets(case)
+    last_good = f"{case.name}._last_good"
     if problems:
         for p in problems:
             st.error(f"**{p.split(':', 1)[0]}**: {p.split(':', 1)[1].strip()}", icon=":material/error:")
-        st.stop()
+        if st.session_state.get(last_good) is None:
+            st.stop()
+        st.caption("Showing the last good run, greyed, until the settings are valid again.")
+        st.markdown(STALE_CSS, unsafe_allow_html=True)
+        return st.session_state[last_good]
+    st.session_state[last_good] = config
     to_url(case, config)
     if any(case.kind(f.name) == "points" and getattr(config, f.name) for f in dataclasses.fields(config)):
         st.caption("Your uploaded points are not part of the page's link.")
@@ -264,22 +293,41 @@ def build_config(case: Case) -> Any:
 
 
 def points_upload(case: Case) -> None:
-    """A CSV upload for the case's `points` setting. A bad file is a message and the page goes
-    on with the data it had; removing the file returns to the posted data."""
-    from core.points import MAX_BYTES, parse_csv
+    """A CSV upload for the case's `points` setting. An upload is taken when the user changes the
+    file (a callback), so the points stay for the session, also after a visit to another page (which
+    empties the uploader). A bad file is a message and the page keeps the data it had. Only the button
+    returns to the posted data: a browser empties the uploader before it takes a replacing file, so
+    an empty uploader cannot tell 'removed' from 'replaced'."""
+    from core.points import MAX_BYTES
 
-    k, marker = key(case, "points"), f"{case.name}._upload_id"
-    up = st.file_uploader(
+    st.file_uploader(
         "Your own (x, y) points",
         type=["csv", "txt"],
         key=f"{case.name}._upload",
         help=f"CSV: two numeric columns, x and y (a header row is fine), at most {MAX_BYTES // 1_000_000} MB.",
+        on_change=_take_upload,
+        args=(case,),
     )
-    if up is None:
-        if st.session_state.get(marker):  # the file was removed
-            st.session_state[k], st.session_state[marker] = (), None
-        return
-    if st.session_state.get(marker) == up.file_id:
+    error = st.session_state.pop(f"{case.name}._upload_error", None)
+    if error:
+        st.error(error, icon=":material/error:")
+    pts = st.session_state.get(key(case, "points"))
+    if pts:
+        name = st.session_state.get(f"{case.name}._upload_name") or "your file"
+        st.caption(f"Using **{name}**: {len(pts):,} points, kept for this session.")
+        st.button("Back to the posted data", key=f"{case.name}._upload_drop", on_click=_drop_upload, args=(case,))
+
+
+def _drop_upload(case: Case) -> None:
+    st.session_state[key(case, "points")], st.session_state[f"{case.name}._upload_name"] = (), None
+
+
+def _take_upload(case: Case) -> None:
+    """The uploader's callback: the user added, replaced or removed the file."""
+    from core.points import parse_csv
+
+    up = st.session_state.get(f"{case.name}._upload")
+    if up is None:  # removed, or about to be replaced (the browser empties the uploader first): keep the points
         return
     try:
         pts = parse_csv(up.getvalue())
@@ -289,9 +337,11 @@ def points_upload(case: Case) -> None:
             if bad:
                 raise SettingError.of(bad)
     except SettingError as e:
-        st.error(f"{up.name}: {e}. Using the data from before.", icon=":material/error:")
+        before = st.session_state.get(f"{case.name}._upload_name")
+        kept = f"still using {before}" if st.session_state.get(key(case, "points")) else "still using the posted data"
+        st.session_state[f"{case.name}._upload_error"] = f"{up.name}: {e}. Nothing changed: {kept}."
         return
-    st.session_state[k], st.session_state[marker] = pts, up.file_id
+    st.session_state[key(case, "points")], st.session_state[f"{case.name}._upload_name"] = pts, up.name
 
 
 # ------------------------------------------------------------------ running
@@ -338,7 +388,7 @@ def run(
         last[0] = now
         left_s = (now - started) / max(p.step, 1) * (p.total - p.step)
         bar.progress(p.step / p.total, text=f"{label}: step {p.step:,} of {p.total:,}, about {left_s:.0f} s left")
-        curve.altair_chart(charts.live_loss(p.loss), width="stretch", theme=None)
+        curve.altair_chart(charts.live_loss(p.loss, p.name), width="stretch", theme=None)
 
     try:
         result = runner.execute(
@@ -381,6 +431,16 @@ def _hold_for_run_click(case: Case, config: Any, cache_key: tuple, task: Callabl
 # ------------------------------------------------------------------ showing
 
 
+def number(value: float, digits: int = 4) -> str:
+    """A metric's value: fixed-point when readable, scientific when huge or tiny (a diverged loss is
+    1.34e+23, not 134084170505826026389504.0000), 'n/a' when not a number."""
+    if not math.isfinite(value):
+        return "n/a" if math.isnan(value) else "inf"
+    if value != 0 and not 1e-3 <= abs(value) < 1e6:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
 def chart(c) -> None:
     st.altair_chart(c, width="stretch", theme=None)
 
@@ -392,8 +452,9 @@ def chart_row(charts_by_name: Mapping[str, Any], *names: str) -> None:
             chart(charts_by_name[name])
 
 
-def findings(case: Case, found: list[Finding]) -> None:
-    """Diagnosis cards: the measured evidence, and a button that applies the fix."""
+def findings(case: Case, found: list[Finding], config: Any = None) -> None:
+    """Diagnosis cards: the measured evidence, and a button that applies the fix. Its label lists the
+    values the fix changes (of `config`, the settings on screen); it applies the whole fix."""
     if not found:
         st.success("No known problem left in these settings.", icon=":material/check_circle:")
         return
@@ -402,7 +463,8 @@ def findings(case: Case, found: list[Finding]) -> None:
         with cols[i % len(cols)].container(border=True):
             st.markdown(f"**{f.title}**")
             st.write(f.evidence)
-            change = ", ".join(f"{k} = {to_text(v)}" for k, v in f.fix.items())
+            changed = {k: v for k, v in f.fix.items() if config is None or getattr(config, k) != v} or f.fix
+            change = ", ".join(f"{k} = {to_text(v)}" for k, v in changed.items())
             st.button(f"Apply: {change}", key=f"{case.name}.fix.{f.key}", on_click=load, args=(case, f.fix))
 
 
@@ -534,16 +596,21 @@ def lr_finder(
     limit: float | None = None,
     limit_label: str = "2/λmax",
 ) -> None:
-    """fastai's range test on demand: the loss against an exponentially growing rate, the
-    suggested rate marked, one click to use it. `limit`: an analytic stability limit to draw,
-    named `limit_label`."""
+    """fastai's range test on demand: the loss against an exponentially growing rate, with fastai's
+    four rules' rates marked; each rate then trains on the case's short budget (`Case.trial`), and
+    only the one that ended lowest, and lower than the current rate, is offered. `limit`: an
+    analytic stability limit to draw, named `limit_label`."""
+    from core import lrfind
+
     flag = f"{case.name}._lr_find"
     with st.expander(
         "Find the learning rate (range test)", icon=":material/search:", expanded=bool(st.session_state.get(flag))
     ):
         st.caption(
-            "Train briefly while the learning rate grows exponentially; the loss first falls faster, then explodes. "
-            "The suggestion is where it fell fastest (fastai's lr_find)."
+            "Train briefly while the learning rate grows exponentially; the loss first falls, then explodes. "
+            "fastai's four rules read a rate off that curve (valley, its default; slide; minimum; steep). A rule "
+            "reads the curve, not your run: each rate is then tried on a short run, and only one that ends lower "
+            "than the current lr is offered."
         )
         if not st.session_state.get(flag):
             st.button(
@@ -554,15 +621,70 @@ def lr_finder(
             )
             return
         found = run(case, config, device, label="Learning-rate range test", task=task)
-        suggested = found.metrics["suggested_lr"]
         chart(charts.lr_find_chart(found, current=config.lr, limit=limit, limit_label=limit_label))
-        if suggested is None:
-            st.info("The loss never fell over the range: no rate to suggest.")
+        proposed = lrfind.candidates(found.metrics, config.lr)
+        if not proposed:
+            st.info("The loss never fell over the range: no rule gives a rate.")
             return
+        short = case.trial(config, config.lr)
+        column, now = lrfind.end_loss(run(case, short, device, label=f"Short run at the current lr {config.lr:.3g}"))
+        what = "MSE" if column == "mse" else column
+        measured, rows = {}, []
+        for lr, names in proposed.items():
+            trial = case.trial(config, lr)
+            problems = case.errors(trial)
+            if problems:
+                ended = None
+            else:
+                _, ended = lrfind.end_loss(run(case, trial, device, label=f"Short run at lr {lr:.3g} ({names[0]})"))
+                measured[lr] = ended
+            rows.append(_candidate_row(", ".join(names), lr, ended, now, what, limit, limit_label, problems))
+        rows.append(_candidate_row("current", config.lr, now, now, what, limit, limit_label, []))
+        st.dataframe(rows, hide_index=True, width="stretch")
+        budget = "the page's own budget" if short == config else f"a short budget: {differences(case, short, config)}"
+        st.caption(
+            f"Each rate trained on {budget}, from the same initial weights; {what} averaged over its last tenth."
+        )
+        if limit:
+            ratios = [lr / limit for lr in proposed]
+            st.caption(
+                f"Against the stability limit {limit_label} = {limit:.3g}: the current lr is "
+                f"{config.lr / limit:.3g}× it, the rules' rates {min(ratios):.3g}× to {max(ratios):.3g}×. Above 1× "
+                "the steepest direction diverges; far below it, the flat directions crawl."
+            )
+        offered = lrfind.best(measured, now)
+        if offered is None:
+            st.info(
+                f"None of the rules' rates ended lower than the current lr {config.lr:.3g} on the short run: "
+                "no rate to offer. The curve's rules are shown above for reference.",
+                icon=":material/block:",
+            )
+            return
+        gain = 1 - measured[offered] / now
         st.button(
-            f"Use lr = {suggested:.3g}",
+            f"Use lr = {offered:.3g}",
             key=f"{case.name}._lr_use",
             on_click=load,
-            args=(case, {"lr": float(f"{suggested:.3g}")}),
+            args=(case, {"lr": offered}),
             type="primary",
+            help=f"{', '.join(proposed[offered])}: ended {gain:.0%} lower than the current lr on the short run.",
         )
+        relation = f", {offered / limit:.3g} × {limit_label} = {limit:.3g}" if limit else ""
+        st.caption(f"Ends {gain:.0%} lower than lr {config.lr:.3g} on the short run{relation}.")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "not run"
+    return "diverged" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def _candidate_row(rule, lr, ended, now, what, limit, limit_label, problems) -> dict[str, str]:
+    if ended is not None and math.isfinite(ended) and math.isfinite(now) and now > 0:
+        versus = "—" if rule == "current" else f"{ended / now:.3g}×"
+    else:
+        versus = "; ".join(problems) if problems else "—"
+    row = {"rule": rule, "lr": f"{lr:.3g}"}
+    if limit:
+        row[f"lr / {limit_label}"] = f"{lr / limit:.3g}"
+    return row | {f"{what} after the run": _fmt(ended), "vs current": versus}

@@ -1,12 +1,14 @@
 """Case 1: a shallow tanh network fits sin(x) badly."""
 
+import math
+
 import streamlit as st
 
 from core import registry, sine, ui
 from core.charts import sine as charts
 
 case = registry.get("sine")
-ui.page(case.short, case.icon)
+ui.page(case.short, case.emoji)
 st.title("Case 1 · A shallow tanh network fits sin(x) badly")
 st.markdown(
     "From Cross Validated question 320289: a 1-128-1 network with tanh after both layers, no biases and "
@@ -19,8 +21,11 @@ ui.init_settings(case)
 with st.sidebar:
     ui.preset_buttons(case)
     st.subheader("Data")
-    ui.int_setting(case, "n_points", step=500)
     ui.points_upload(case)
+    own = bool(st.session_state[ui.key(case, "points")])  # your points replace the posted sin(x) data
+    ui.int_setting(case, "n_points", step=500, disabled=own)
+    if own:
+        st.caption("n_points is ignored: your points are the data.")
     ui.bool_setting(case, "standardize_x")
     ui.int_setting(case, "seed")
     st.subheader("Model")
@@ -47,16 +52,34 @@ if reference is not None:
     runs["as-posted"] = ui.run(case, reference, device, label="The as-posted run, for comparison")
 m = result.metrics
 
+if config.points:
+    st.caption(
+        f"Fitting your {len(config.points):,} points: n_points is ignored, there is no true function to compare "
+        "with (the fit is measured against your points), and *as-posted* means the posted settings on your points."
+    )
+
 cols = st.columns(5)
 reference = runs.get("as-posted")
+# with your own points there is no sin(x)/2.5 to compare with: the fit is measured against your points
+rmse = "rmse_vs_points" if config.points else "rmse_vs_truth"
 cols[0].metric(
-    "RMSE vs sin(x)/2.5",
-    f"{m['rmse_vs_truth']:.4f}",
-    delta=f"{m['rmse_vs_truth'] - reference.metrics['rmse_vs_truth']:+.4f} vs as-posted" if reference else None,
+    "RMSE vs your points" if config.points else "RMSE vs sin(x)/2.5",
+    ui.number(m[rmse]),
+    delta=f"{m[rmse] - reference.metrics[rmse]:+.4f} vs as-posted"
+    if reference and math.isfinite(m[rmse] - reference.metrics[rmse])
+    else None,
     delta_color="inverse",
-    help="On a fine grid over [-1, 9]. The noise std is 0.05; a good fit is far below it.",
+    help="Root mean squared error of the final network against your training points."
+    if config.points
+    else "On a fine grid over [-1, 9]. The noise std is 0.05; a good fit is far below it.",
 )
-cols[1].metric("Final loss", f"{m['final_loss']:.4g}", help=f"{config.loss} at the last step")
+cols[1].metric(
+    "Final training MSE",
+    ui.number(m["final_mse"]),
+    help=f"Mean squared error over the training points at the last step: the unit of the loss charts. The loss "
+    f"minimised is {config.loss}"
+    + (f" (n × MSE), which ended at {ui.number(m['final_loss'])}." if config.loss == "sse" else "."),
+)
 cols[2].metric("Saturated hidden activations", f"{m['saturated_fraction']:.0%}")
 cols[3].metric(
     "Units switching near x = 0", f"{m['transitions_near_zero']:.0%}", help="switch point within [-0.5, 0.5]"
@@ -80,7 +103,7 @@ with right:
     ui.chart(figures["preact"])
 
 st.subheader("Diagnosis")
-ui.findings(case, sine.diagnose(config, result))
+ui.findings(case, sine.diagnose(config, result), config)
 st.caption(
     "Measured over seeds 0-4 with 3000 steps: as posted, the fit stays far above the noise (and in some "
     "seeds the saturated output never moves); the poster's Adam + L1 answer helps a little; biases are "

@@ -9,7 +9,7 @@ from core.charts import cifar as charts
 from core.settings import SettingError
 
 case = registry.get("cifar")
-ui.page(case.short, case.icon)
+ui.page(case.short, case.emoji)
 st.title("Case 2 · A CIFAR-10 MLP stops learning when inputs are multiplied by 255")
 st.markdown(
     "A 3072-300-10 ReLU network without biases, trained with SGD (lr 0.02, momentum 0.9, weight decay 1e-4, "
@@ -152,7 +152,7 @@ cols[0].metric(
 cols[1].metric("Train accuracy", f"{m['train_accuracy']:.1%}", help="Last epoch, counted before each step, as posted")
 cols[2].metric(
     "Final loss",
-    f"{m['final_loss']:.4f}",
+    ui.number(m["final_loss"]),
     help=f"Mean training loss over the last epoch. ln {m['classes']} = {m['chance_loss']:.4f} is a uniform guess.",
 )
 cols[3].metric("Dead ReLUs", f"{m['dead_relu_fraction']:.0%}", help="Hidden units that output 0 for every test image")
@@ -224,7 +224,7 @@ else:
         ],
         column_config={
             "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-            "final_loss": st.column_config.NumberColumn("final loss", format="%.4f"),
+            "final_loss": st.column_config.NumberColumn("final loss", format="%.4g"),
             "dead_relus": st.column_config.NumberColumn("dead ReLUs", format="percent"),
             "first_step_move": st.column_config.NumberColumn("1st step moves z ×", format="%.3g"),
             "initial_logits": st.column_config.NumberColumn("initial logits ×", format="%.3g"),
@@ -243,7 +243,7 @@ else:
         )
 
 st.subheader("Diagnosis")
-ui.findings(case, cifar.diagnose(config, result))
+ui.findings(case, cifar.diagnose(config, result), config)
 ui.lr_finder(case, config, device, cifar.lr_find)
 ui.downloads(case, config, result, figures)
 ui.show_code(cifar.to_input, cifar.forward, cifar.make_optimizer, cifar.run)

@@ -8,7 +8,7 @@ from core import poly, registry, ui
 from core.charts import poly as charts
 
 case = registry.get("poly")
-ui.page(case.short, case.icon)
+ui.page(case.short, case.emoji)
 st.title("Case 3 · Fitting a polynomial with nn.Linear crawls, or explodes")
 st.markdown(
     "From the PyTorch forums: fit y = sin(x) at 6 points x = linspace(2, 5, 6) with a degree-4 polynomial, "
@@ -147,7 +147,7 @@ with right:
     st.dataframe(charts.coefficient_text(runs), width="stretch")
 
 st.subheader("Diagnosis")
-ui.findings(case, poly.diagnose(config, result))
+ui.findings(case, poly.diagnose(config, result), config)
 st.caption(
     "Measured over seeds 0-4: as posted, the loss is 3-17 after 1000 epochs and 0.4-2.5 after 10,000 (the "
     "post's *about 1*), five orders of magnitude above the least-squares optimum 1.8e-5; 0.99·(2/λmax) is stable "

@@ -7,7 +7,7 @@ from core.charts import linreg as charts
 
 case = registry.get("linreg")
 LOSS_FORMAT = {c: st.column_config.NumberColumn(format="%.4g") for c in ("as mse_loss averaged it", "as meant")}
-ui.page(case.short, case.icon)
+ui.page(case.short, case.emoji)
 st.title("Case 4 · Linear regression converges only for small, unshuffled batches")
 st.markdown(
     "From a data-science Q&A site (2022, never answered): one `nn.Linear(1, 1)` in PyTorch Lightning, fitted "
@@ -192,7 +192,7 @@ if not problems:
         )
 
 st.subheader("Diagnosis")
-ui.findings(case, linreg.diagnose(config, result))
+ui.findings(case, linreg.diagnose(config, result), config)
 st.caption(
     "Measured on the 2-core CPU, seeds 0-9: with targets (B, 1) and 5000 Adam steps for every batch size, every "
     "batch size from 10 to 1000, shuffled or not, ends within 0.05 of slope −4 and 0.02 of intercept 0."

@@ -10,7 +10,7 @@ from core.charts import examine as charts
 from core.examine import demo
 from core.examine import record as record_
 
-ui.page("Your run", ":material/troubleshoot:")
+ui.page("Your run", "🔎")
 st.title("Your run · examine your own training")
 st.markdown(
     "Run any PyTorch training script under the clinic's examiner, unchanged: it watches the losses, "

@@ -245,3 +245,33 @@ def test_linreg_bad_input_is_a_message_and_the_fixes_apply():
         "The loss became NaN or infinite: the run diverged. A smaller lr keeps the steps in range."
     ]
     assert len(chart_titles(at)) == len(CHARTS["linreg"])
+
+
+def test_a_bad_value_keeps_the_last_good_run_on_screen_greyed_with_the_error_at_the_setting():
+    """Issue 14, item 4: lr=-5, lr=abc or hidden=0 blanked metrics, charts, pins and export."""
+    at = open_page("sine")
+    for key, bad, message in (("sine.lr", "abc", "expected a number"), ("sine.hidden", "0", "each width must be >= 1")):
+        at.text_input(key=key).set_value(bad).run()
+        assert not at.exception
+        assert len(at.error) == 1 and message in at.error[0].value  # the error, once, above the run
+        assert chart_titles(at) == CHARTS["sine"] and len(at.metric) == 5  # the last good run stays
+        assert at.button(key="sine._pin") is not None and at.get("download_button")
+        captions = " ".join(c.value for c in at.caption)
+        assert "Showing the last good run, greyed" in captions and f":red[{message}" in captions  # at the setting
+        assert any("opacity" in m.value for m in at.markdown)
+        at.text_input(key=key).set_value({"sine.lr": "4e-7", "sine.hidden": "128"}[key]).run()
+        assert not at.error and "Showing the last good run" not in " ".join(c.value for c in at.caption)
+
+
+def test_every_preset_button_says_what_it_changes_and_why():
+    """Issue 14, item 12: presets had no explanation (answer, x255-lr2, lr-2e-6, ...)."""
+    for case in registry.CASES.values():
+        assert set(case.why) == set(case.presets), case.name
+    at = open_page("poly")
+    poly = registry.get("poly")
+    for name in poly.presets:
+        help_text = at.button(key=f"poly.load.{name}").proto.help
+        assert poly.why[name] in help_text
+        if name != "as-posted":
+            assert "Changes from as-posted:" in help_text
+    assert "lr = 2e-06" in at.button(key="poly.load.lr-2e-6").proto.help

@@ -34,6 +34,7 @@ def test_a_good_file_with_or_without_header():
         (b"1,2,3\n4,5,6\n", "line 1 has 3 columns; expected exactly 2"),
         (b"x,y\n1,2\n3,abc\n", "line 3 is not two numbers"),  # lines as a person counts them: the header is 1
         (b"x,y\n\n1,2\n3,abc\n", "line 4 is not two numbers"),  # blank lines count too
+        (b"x,y\n\n1,2\n\n3,abc\n", "line 5 is not two numbers"),  # blank lines count,
         (b"1,2\n3,inf\n", "line 2 has a value that is not finite"),
         (b"1,2\nnan,3\n", "line 2 has a value that is not finite"),
         (b"\xff\xfe\x00binary", "not UTF-8 text"),

@@ -553,14 +553,14 @@ def test_the_range_test_explodes_at_the_analytic_limit(changes):
     found = runner.execute(CASE, config, CPU, task=poly.lr_find).metrics
     assert found["lr_min"] <= min(config.lr, limit) / 100 and found["lr_max"] >= max(config.lr, limit) * 10
     assert 1.0 < found["exploded_at_lr"] / limit < (1.4 if config.dtype == "float32" else 1.6)
-    assert found["suggested_lr"] < limit  # a rate where the loss fell, not past the edge
+    assert found["valley_lr"] < limit and found["steep_lr"] < limit  # where the loss fell, not past the edge
 
 
 def test_the_range_test_does_not_apply_to_lbfgs():
     with pytest.raises(ValueError, match="does not apply to lbfgs"):
         poly.lr_find(CASE.presets["lbfgs"], CPU)
     adam = runner.execute(CASE, CASE.presets["adam"], CPU, task=poly.lr_find).metrics
-    assert adam["lr_min"] < 1e-2 < adam["lr_max"] and adam["suggested_lr"] is not None
+    assert adam["lr_min"] < 1e-2 < adam["lr_max"] and adam["valley_lr"] is not None
 
 
 # ---------------------------------------------------------------------------- the page's figures

@@ -139,3 +139,15 @@ def test_init_streams_do_not_depend_on_data_size():
     b = sine.init_params(sine.AS_POSTED)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert nets.generator(0, 0).initial_seed() != nets.generator(0, 1).initial_seed()
+
+
+def test_the_live_curve_is_the_charts_mse_not_the_sum(cpu):
+    """Issue 14, item 9: while training, the live chart plotted the sum (sse), then the finished page
+    replaced it by MSE per step. Progress now reports MSE, named, and the headline is that MSE too."""
+    seen = []
+    config = dataclasses.replace(CASE.presets["as-posted"], steps=100)
+    result = sine.run(config, cpu, on_progress=seen.append)
+    assert seen and all(p.name == "MSE" for p in seen)
+    np.testing.assert_allclose(seen[-1].loss, result.history["mse"].to_numpy(), rtol=1e-6)
+    assert result.metrics["final_mse"] == pytest.approx(result.history["mse"].iloc[-1])
+    assert result.metrics["final_loss"] == pytest.approx(config.n_points * result.metrics["final_mse"], rel=1e-4)

@@ -50,6 +50,31 @@ def finish(chart, title: str | None = None, height: int = HEIGHT):
     )
 
 
+E_LABEL = "replace(format(datum.value, '~e'), 'e+', 'e')"  # 1e-8, 2e-7, 1e0, 5e3: one style for an axis
+
+
+def log_axis(values, **kwargs) -> alt.Axis:
+    """A log axis with one number format and few gridlines: ticks (and gridlines) only at decades,
+    with 2× and 5× between them when the data spans under three decades; every label plain
+    (0.001 ... 10000) when all ticks allow it, else every label as 1e-8. kwargs: other Axis options."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return alt.Axis(**kwargs)
+    lo, hi = int(np.floor(np.log10(v.min()))), int(np.ceil(np.log10(v.max())))
+    hi = max(hi, lo + 1)
+    decades = 10.0 ** np.arange(lo, hi + 1)
+    step = max(1, int(np.ceil((hi - lo) / 10)))  # at most ~10 labels
+    ticks = decades[::step]
+    if hi - lo < 3:
+        ticks = np.unique(np.r_[decades, 2 * decades[:-1], 5 * decades[:-1]])
+        ticks = ticks[(ticks >= v.min() / 2) & (ticks <= v.max() * 2)] if len(ticks) > 3 else ticks
+    ticks = [float(f"{t:.12g}") for t in ticks]
+    if min(ticks) >= 1e-3 and max(ticks) <= 1e4:
+        return alt.Axis(values=ticks, format="~g", **kwargs)
+    return alt.Axis(values=ticks, labelExpr=E_LABEL, **kwargs)
+
+
 def long_runs(runs: Mapping[str, pd.DataFrame], x: str, y: str) -> pd.DataFrame:
     """Several runs' (x, y) columns stacked into one long table with a `run` column."""
     parts = [pd.DataFrame({x: df[x].to_numpy(), y: df[y].to_numpy(), "run": name}) for name, df in runs.items()]
@@ -85,7 +110,7 @@ def loss_chart(
         .mark_line(strokeWidth=2, clip=True)
         .encode(
             x=alt.X(f"{x}:Q", title=x),
-            y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log")),
+            y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log"), axis=log_axis(data[y])),
             color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names),
             tooltip=[alt.Tooltip("run:N"), alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".4g")],
         )
@@ -93,16 +118,19 @@ def loss_chart(
     return finish(chart, title)
 
 
-def live_loss(loss: np.ndarray):
-    """The growing curve shown while a run trains."""
+def live_loss(loss: np.ndarray, name: str = "loss"):
+    """The growing curve shown while a run trains, named as the finished chart names it."""
     frame = pd.DataFrame({"step": np.arange(1, len(loss) + 1), "loss": loss})
-    return loss_chart({"current": frame}, title="Training…")
+    return loss_chart({"current": frame}, title=f"Training… ({name} per step)", y_title=f"{name} (log scale)")
+
+
+RULE_COLORS = {"valley": "#16a34a", "slide": "#9333ea", "minimum": "#0891b2", "steep": "#ca8a04"}
 
 
 def lr_find_chart(result, current: float, limit: float | None = None, limit_label: str = "2/λmax"):
-    """The range test: loss (and its smoothed curve) against the learning rate, log-log, with
-    the suggestion, the current rate and, where known, the analytic stability limit as rules
-    (named `limit_label`)."""
+    """The range test: loss (and its smoothed curve) against the learning rate, log-log; fastai's
+    four rules' rates as points on the smoothed curve; the current rate and, where known, the
+    analytic stability limit as rules (named `limit_label`)."""
     frame = result.frames["lr_find"]
     frame = frame[np.isfinite(frame["loss"]) & (frame["loss"] > 0)]
     long = pd.concat(
@@ -111,34 +139,61 @@ def lr_find_chart(result, current: float, limit: float | None = None, limit_labe
             pd.DataFrame({"lr": frame["lr"], "loss": frame["smoothed"], "curve": "smoothed"}),
         ]
     )
+    x = alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log"), axis=log_axis(long["lr"]))
+    y = alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log"), axis=log_axis(long["loss"]))
     lines = (
         alt.Chart(long)
         .mark_line(clip=True)
         .encode(
-            x=alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log")),
-            y=alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log")),
+            x=x,
+            y=y,
             color=alt.Color(
                 "curve:N",
                 title=None,
                 scale=alt.Scale(domain=["loss", "smoothed"], range=["#cbd5e1", PALETTE["current"]]),
+                legend=alt.Legend(direction="vertical"),
             ),
         )
     )
-    marks = [
-        ("suggested", result.metrics["suggested_lr"], PALETTE["fixed"]),
-        ("current", current, PALETTE["as-posted"]),
-    ]
+    layers = [lines]
+    points = []
+    for name, colour in RULE_COLORS.items():
+        lr = result.metrics.get(f"{name}_lr")
+        if lr and len(frame):
+            at = float(np.exp(np.interp(np.log(lr), np.log(frame["lr"]), np.log(frame["smoothed"]))))
+            points.append({"lr": lr, "loss": at, "rule": f"{name}: {lr:.3g}", "colour": colour})
+    if points:
+        rule_points = pd.DataFrame(points)
+        layers.append(
+            alt.Chart(rule_points)
+            .mark_point(size=110, filled=True, stroke="white", strokeWidth=1.5, opacity=1)
+            .encode(
+                x="lr:Q",
+                y="loss:Q",
+                fill=alt.Fill(
+                    "rule:N",
+                    title=None,
+                    scale=alt.Scale(domain=list(rule_points["rule"]), range=list(rule_points["colour"])),
+                    legend=alt.Legend(columns=2),
+                ),
+                tooltip=["rule:N", alt.Tooltip("loss:Q", format=".4g")],
+            )
+        )
+    marks = [("current", current, PALETTE["as-posted"])]
     if limit is not None:
         marks.append((limit_label, limit, "#111827"))
     rules = pd.DataFrame([{"lr": v, "what": f"{name}: {v:.3g}"} for name, v, _ in marks if v])
-    rule = (
+    layers.append(
         alt.Chart(rules)
         .mark_rule(strokeDash=[5, 3], strokeWidth=2)
         .encode(
             x="lr:Q",
             stroke=alt.Stroke(
-                "what:N", title=None, scale=alt.Scale(domain=list(rules["what"]), range=[c for _, v, c in marks if v])
+                "what:N",
+                title=None,
+                scale=alt.Scale(domain=list(rules["what"]), range=[c for _, v, c in marks if v]),
+                legend=alt.Legend(direction="vertical"),
             ),
         )
     )
-    return finish(alt.layer(lines, rule).resolve_scale(color="independent"), "Learning-rate range test")
+    return finish(alt.layer(*layers).resolve_scale(color="independent"), "Learning-rate range test")

@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import colors, finish, long_runs, thin
+from core.charts import E_LABEL, colors, finish, log_axis, long_runs, thin
 from core.train import RunResult
 
 GRID_COLUMNS = 8
@@ -54,19 +54,27 @@ def loss_chart(runs: Mapping[str, RunResult]):
         .mark_line(strokeWidth=1.5, clip=True, opacity=0.9)
         .encode(
             x=alt.X("step:Q", title=f"step · {data_label(first)}"),
-            y=alt.Y("loss:Q", title="training loss (log scale)", scale=alt.Scale(type="log")),
+            y=alt.Y(
+                "loss:Q",
+                title="training loss (log scale)",
+                scale=alt.Scale(type="log"),
+                axis=log_axis(np.r_[data["loss"].to_numpy(), chance]),
+            ),
             color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
             tooltip=["run:N", "step:Q", alt.Tooltip("loss:Q", format=".4g")],
         )
     )
+    # named in the legend, not written on the plot: a collapsed run's loss line lies right on it
     label = f"ln {round(math.exp(chance))} = {chance:.3f}: a uniform guess"
-    last = max((int(f["step"].max()) for f in frames.values() if len(f)), default=1)
-    chance_line = alt.Chart(pd.DataFrame({"loss": [chance], "label": [label], "step": [last]}))
-    rule = chance_line.mark_rule(color="#6b7280", strokeDash=[5, 4]).encode(y="loss:Q", tooltip=["label:N"])
-    text = chance_line.mark_text(align="right", dy=-7, color="#374151", fontSize=11).encode(
-        y="loss:Q", x="step:Q", text="label:N"
+    chance_line = alt.Chart(pd.DataFrame({"loss": [chance], "label": [label]}))
+    rule = chance_line.mark_rule(strokeDash=[5, 4], strokeWidth=1.5).encode(
+        y="loss:Q",
+        stroke=alt.Stroke(
+            "label:N", title=None, scale=alt.Scale(domain=[label], range=["#6b7280"]), legend=alt.Legend(labelLimit=400)
+        ),
+        tooltip=["label:N"],
     )
-    return finish(alt.layer(lines, rule, text), "Training loss per step")
+    return finish(alt.layer(rule, lines), "Training loss per step")
 
 
 def accuracy_chart(runs: Mapping[str, RunResult]):
@@ -102,18 +110,28 @@ def _layers(runs: Mapping[str, RunResult], field: str) -> pd.DataFrame:
         f = r.frames["layers"]
         parts.append(pd.DataFrame({"step": f["step"], "layer": f["layer"], field: f[field], "run": name}))
     data = pd.concat(parts, ignore_index=True)
-    return data[np.isfinite(data[field].astype(float)) & (data[field] > 0)]
+    return data[np.isfinite(data[field].astype(float)) & (data[field] >= 0)]
 
 
 def _layer_chart(runs: Mapping[str, RunResult], field: str, y_title: str, title: str):
+    """Per-layer values on a log axis. Exact zeros (a dead layer's gradient: the key evidence at
+    x255) cannot sit on a log axis: they are drawn on a floor a decade below the smallest positive
+    value, a dashed line labelled 0 on the axis."""
     data = _layers(runs, field)
+    positive = data.loc[data[field] > 0, field]
+    floor = float(10.0 ** np.floor(np.log10(positive.min()) - 1)) if len(positive) else 1e-12
+    zeros = bool((data[field] == 0).any())
+    data = data.assign(**{field: data[field].where(data[field] > 0, floor)})
+    axis = log_axis(np.r_[data[field].to_numpy(), floor] if zeros else data[field])
+    if zeros:  # the floor's tick reads 0
+        axis = alt.Axis(values=sorted({*axis.values, floor}), labelExpr=f"datum.value == {floor!r} ? '0' : {E_LABEL}")
     names = list(runs)
     chart = (
         alt.Chart(data)
         .mark_line(strokeWidth=1.5, clip=True)
         .encode(
             x=alt.X("step:Q", title=f"step · {data_label(next(iter(runs.values())))}"),
-            y=alt.Y(f"{field}:Q", title=y_title, scale=alt.Scale(type="log")),
+            y=alt.Y(f"{field}:Q", title=y_title, scale=alt.Scale(type="log"), axis=axis),
             color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
             strokeDash=alt.StrokeDash(
                 "layer:N", title=None, sort=["layer 1", "layer 2"], scale=alt.Scale(range=[[1, 0], [5, 3]])
@@ -122,6 +140,12 @@ def _layer_chart(runs: Mapping[str, RunResult], field: str, y_title: str, title:
             tooltip=["run:N", "layer:N", "step:Q", alt.Tooltip(f"{field}:Q", format=".3g")],
         )
     )
+    if zeros:
+        floor_line = alt.Chart(pd.DataFrame({field: [floor], "label": ["0: exact zeros, drawn on this line"]}))
+        chart = alt.layer(
+            floor_line.mark_rule(color="#6b7280", strokeDash=[2, 3]).encode(y=f"{field}:Q", tooltip=["label:N"]),
+            chart,
+        )
     return finish(chart, title)
 
 

@@ -9,7 +9,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import HEIGHT, PALETTE, colors, finish, loss_chart, thin
+from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, loss_chart, thin
 from core.train import RunResult
 
 SHUFFLE = ("shuffled", "not shuffled")  # told apart by line style; runs by colour
@@ -105,7 +105,8 @@ def sweep_chart(
         .encode(
             x=alt.X("batch_size:Q", title="batch size"),
             y=alt.Y(f"{field}:Q", title=field.replace("_", " ") + (" (log scale)" if log else ""),
-                    scale=alt.Scale(type="log") if log else alt.Scale(zero=False)),
+                    scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
+                    axis=log_axis(data[field]) if log else alt.Axis()),
             color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names, legend=legend),
             strokeDash=alt.StrokeDash(
                 "shuffled:N", title=None, scale=DASHES, sort=list(SHUFFLE), legend=alt.Legend(orient="top")
@@ -130,7 +131,12 @@ def steps_chart(runs: Mapping[str, RunResult], needed: int | None = None, order:
         .mark_line(strokeWidth=2, point=alt.OverlayMarkDef(size=12))
         .encode(
             x=alt.X("batch_size:Q", title="batch size"),
-            y=alt.Y("steps:Q", title="optimizer steps (log scale)", scale=alt.Scale(type="log")),
+            y=alt.Y(
+                "steps:Q",
+                title="optimizer steps (log scale)",
+                scale=alt.Scale(type="log"),
+                axis=log_axis(data["steps"]),
+            ),
             color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names),
             tooltip=["run:N", "batch_size:Q", alt.Tooltip("steps:Q", format=",")],
         )

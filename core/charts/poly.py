@@ -9,7 +9,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import HEIGHT, PALETTE, colors, finish, long_runs, thin
+from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, long_runs, thin
 from core.train import RunResult
 
 OPTIMUM = "least squares"  # the closed-form fit's series name
@@ -116,7 +116,12 @@ def loss_chart(runs: Mapping[str, RunResult]):
         .mark_line(strokeWidth=2, clip=True)
         .encode(
             x=alt.X("step:Q", title="epoch"),
-            y=alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log")),
+            y=alt.Y(
+                "loss:Q",
+                title="loss (log scale)",
+                scale=alt.Scale(type="log"),
+                axis=log_axis(np.r_[data["loss"].to_numpy(), optima["optimum"].to_numpy(dtype=float)]),
+            ),
             color=alt.Color("run:N", title=None, scale=scale, sort=names),
             tooltip=["run:N", alt.Tooltip("step:Q", title="epoch"), alt.Tooltip("loss:Q", format=".4g")],
         )
@@ -152,7 +157,7 @@ def eigen_chart(runs: Mapping[str, RunResult]):
                 "eigenvalue:Q",
                 title="eigenvalue of the Hessian (log scale)",
                 scale=alt.Scale(type="log"),
-                axis=alt.Axis(format="~e"),
+                axis=log_axis(data["eigenvalue"]),
             ),
             y=alt.Y("row:N", title=None, sort=order, axis=alt.Axis(labelLimit=260)),
             color=alt.Color("run:N", title=None, scale=run_colors(names), sort=names, legend=None),
@@ -184,8 +189,13 @@ def scan_chart(result: RunResult):
     scan["overflow_epoch"] = np.where(scan["diverged"], scan["diverged_at"], np.nan)
     statuses = ["loss went down", "loss grew", "loss overflowed"]
     status_colors = alt.Scale(domain=statuses, range=[PALETTE["current"], PALETTE["as-posted"], DIVERGED])
-    x = alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log"), axis=alt.Axis(format="~e"))
-    y = alt.Y("shown_loss:Q", title="loss after the budget (log scale)", scale=alt.Scale(type="log"))
+    x = alt.X("lr:Q", title="learning rate (log scale)", scale=alt.Scale(type="log"), axis=log_axis(scan["lr"]))
+    y = alt.Y(
+        "shown_loss:Q",
+        title="loss after the budget (log scale)",
+        scale=alt.Scale(type="log"),
+        axis=log_axis(np.r_[scan["shown_loss"].to_numpy(dtype=float), m["closed_form_loss"]]),
+    )
     tooltip = [
         alt.Tooltip("lr:Q", format=".3g"),
         alt.Tooltip("relative_lr:Q", title="lr / limit", format=".3g"),

@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import HEIGHT, PALETTE, colors, finish, long_runs, loss_chart, thin
+from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, long_runs, loss_chart, thin
 from core.train import RunResult
 
 
@@ -25,7 +25,8 @@ def fit_chart(runs: Mapping[str, RunResult]):
         .mark_circle(size=10, opacity=0.35, color=PALETTE["data"])
         .encode(x=alt.X("x:Q", title="x", scale=alt.Scale(domain=list(data_range(first)))), y=alt.Y("y:Q", title="y"))
     )
-    curves = {"truth": thin(first.frames["fit"], 500).rename(columns={"truth": "value"})}
+    own = bool(first.frames["fit"]["truth"].isna().all())  # your own points: no known true function
+    curves = {} if own else {"truth": thin(first.frames["fit"], 500).rename(columns={"truth": "value"})}
     curves |= {name: thin(r.frames["fit"], 500).rename(columns={"prediction": "value"}) for name, r in runs.items()}
     data = long_runs(curves, "x", "value")
     data = data[np.isfinite(data["value"])]
@@ -40,7 +41,8 @@ def fit_chart(runs: Mapping[str, RunResult]):
             strokeDash=alt.condition(alt.datum.run == "truth", alt.value([5, 4]), alt.value([1, 0])),
         )
     )
-    return finish(alt.layer(points, lines), "Data, sin(x)/2.5 and the prediction")
+    title = "Your points and the prediction" if own else "Data, sin(x)/2.5 and the prediction"
+    return finish(alt.layer(points, lines), title)
 
 
 def loss(runs: Mapping[str, RunResult]):
@@ -69,7 +71,12 @@ def units_chart(runs: Mapping[str, RunResult]):
         .mark_circle(size=45, opacity=0.75)
         .encode(
             x=alt.X("shown_x:Q", title="x where the unit switches (-b/w)", scale=alt.Scale(domain=[lo, hi])),
-            y=alt.Y("steepness:Q", title="steepness |w| (log scale)", scale=alt.Scale(type="log")),
+            y=alt.Y(
+                "steepness:Q",
+                title="steepness |w| (log scale)",
+                scale=alt.Scale(type="log"),
+                axis=log_axis(data["steepness"]),
+            ),
             color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
             tooltip=[
                 "run:N",
