@@ -1,9 +1,9 @@
 """The shared training loop, and the plain-data shapes every case returns.
 
 One flat loop: zero_grad -> forward (the case's `loss_fn`) -> backward -> step. It
-records the loss of every step, optionally per-layer gradient norms and update/weight
-ratios, stops at the first non-finite loss, and returns numpy arrays and data frames,
-never live tensors.
+records the loss of every step, optionally per-layer gradient norms, update/weight ratios
+and the loss's sharpness on a sample of steps (`core.curvature.Probe`), stops at the first
+non-finite loss, and returns numpy arrays and data frames, never live tensors.
 
 Sync points: losses are written into a tensor on the device and only read back every
 `check_every` steps (one `.item()` per check), so a GPU is not stalled every step.
@@ -63,6 +63,7 @@ def train(
     check_every: int = 50,
     track_every: int = 0,
     on_progress: ProgressFn | None = None,
+    sharpness: Callable[[int], None] | None = None,
 ) -> History:
     """Run `steps` optimizer steps; `loss_fn(step)` does the forward pass of step `step`.
 
@@ -70,6 +71,8 @@ def train(
     track_every: record gradient norms and update/weight ratios every k steps (0: never).
     on_progress: called at every check; it may raise to interrupt (Streamlit's rerun does),
     in which case nothing is returned and nothing half-done escapes.
+    sharpness: called with the 1-based step after each optimizer step (a `curvature.Probe`,
+    which measures on its own schedule at the weights the step left).
     """
     names = list(params)
     tensors = [params[n] for n in names]
@@ -103,6 +106,8 @@ def train(
             loss.backward()
             optimizer.step()
         losses[step] = loss.detach()
+        if sharpness is not None:
+            sharpness(step + 1)
         if track:
             tracked.append((step + 1, _layer_record(tensors, before)))
 
