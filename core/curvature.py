@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 ITERS, TOL = 20, 1e-3  # power iterations at most; stop when the estimate changes by less than this (relative)
+COLD = 3  # a probe's measurement from a random start (no last eigenvector) may take this many times the iterations
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,13 @@ class Probe:
         pre = preconditioner(self.optimizer, self.params)
         each = [
             top_eigenvalue(
-                f, self.params, iters=self.iters, tol=self.tol, generator=self.generator, precondition=pre, start=s
+                f,
+                self.params,
+                iters=self.iters if s is not None else COLD * self.iters,  # a random start needs more
+                tol=self.tol,
+                generator=self.generator,
+                precondition=pre,
+                start=s,
             )
             for f, s in zip(self.loss_fns, self._starts, strict=True)
         ]

@@ -92,7 +92,7 @@ def chart(runs: Mapping[str, RunResult], order: list[str] | None = None, x_title
     )
     color = alt.Color("run:N", title=None, scale=colors(names, order), sort=names)
     y_axis = alt.Axis(format=".0e", values=ticks([*points["sharpness"], *lines["limit"]]))  # one label format
-    y = alt.Y("sharpness:Q", title=f"{_variant(runs, names)} (log scale)", scale=alt.Scale(type="log"), axis=y_axis)
+    y = alt.Y("sharpness:Q", title=f"{_variant(runs, names)} (log)", scale=alt.Scale(type="log"), axis=y_axis)
     tooltip = [alt.Tooltip("run:N"), alt.Tooltip("step:Q"), alt.Tooltip("sharpness:Q", format=".4g")]
     curve = (
         alt.Chart(points)
@@ -122,7 +122,8 @@ def chart(runs: Mapping[str, RunResult], order: list[str] | None = None, x_title
 
 
 def _variant(runs: Mapping[str, RunResult], names: list[str]) -> str:
-    kinds = {str(measured(runs[n])["variant"].iloc[0]) for n in names}
+    """The y axis's name: what every run measured, without the batch count (short enough for the axis)."""
+    kinds = {str(measured(runs[n])["variant"].iloc[0]).split(" (")[0] for n in names}
     return kinds.pop() if len(kinds) == 1 else "sharpness"
 
 
@@ -159,7 +160,8 @@ def reading(result: RunResult, loss: str = "loss") -> str:
         return f"The {what} {how} {ratio:.2g} × {name}: {verdict}."
     at = _value_at(result, crossed)
     after = _after(result, crossed, loss)
-    return f"The {what} crossed {name} at step {crossed:,} ({at / limit:.3g} × the line); {after}."
+    flat = "; then it fell to 0: the loss went flat (dead units)" if final <= 0 else ""
+    return f"The {what} crossed {name} at step {crossed:,} ({at / limit:.3g} × the line); {after}{flat}."
 
 
 def _after(result: RunResult, step: int, loss: str) -> str:
