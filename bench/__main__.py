@@ -380,12 +380,14 @@ def main(argv=None) -> int:
     if not args.no_write:
         torch_version = results[0]["torch"] if results else "?"
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        from bench.sharpness import kept_section  # the sharpness section is written by bench/sharpness.py: kept
+
         (ROOT / "BENCHMARKS.md").write_text(
             "# Benchmarks\n\n"
             f"Written by `python -m bench` on {stamp}: {info['cpu']}, {info['cores']} cores, "
             f"{info['memory_gib']} GiB, Python {info['python']}, torch {torch_version}. Medians of "
             f"{args.repeat} interleaved runs after one warm-up; 'speed-up' is posted / app.\n\n"
-            f"{report}\n"
+            f"{report}\n" + kept_section()
         )
     return 0
 

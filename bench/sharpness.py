@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import os
 import statistics
 import time
+from pathlib import Path
 
 os.environ.setdefault("CLINIC_OFFLINE", "1")  # CIFAR: the stand-in when CIFAR-10 is not on disk
+BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+HEADING = "## The sharpness measurement"
+
+
+def kept_section() -> str:
+    """This section of BENCHMARKS.md as it stands ("" if none), for `python -m bench` to keep."""
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else ""
+    return "\n" + text[text.index(HEADING) :] if HEADING in text else ""
 
 
 def defaults():
@@ -45,6 +55,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sharpness", description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="sine,cifar,poly,linreg")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="put the table in BENCHMARKS.md (its own section)")
     args = parser.parse_args(argv)
 
     inside = [0.0]
@@ -82,10 +93,22 @@ def main(argv=None) -> int:
         rows.append(
             f"| {name} | {what} | {measured} | {b:.2f} | {a:.2f} | {a / b - 1:+.0%} | {statistics.median(shares):.0%} |"
         )
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, medians of {args.repeat} interleaved repeats\n")
-    print("| case | default run | measured steps | without (s) | with (s) | wall-time change | time measuring |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    print("\n".join(rows))
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"Written by `python -m bench.sharpness` on {stamp}: torch {torch.__version__}, {os.cpu_count()} CPUs "
+        f"shared with other jobs, medians of {args.repeat} interleaved repeats after one warm-up. 'time measuring' "
+        "is the time inside the measurement over the rest of the same run (robust to the machine's load "
+        "drifting between runs); the wall-time change compares whole runs.",
+        "",
+        "| case | default run | measured steps | without (s) | with (s) | wall-time change | time measuring |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+    ]
+    print("\n".join(lines))
+    if args.write:
+        text = BENCHMARKS.read_text()
+        text = text[: text.index(HEADING)].rstrip() + "\n" if HEADING in text else text
+        BENCHMARKS.write_text(text + f"\n{HEADING}\n\n" + "\n".join(lines) + "\n")
     return 0
 
 
