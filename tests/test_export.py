@@ -124,7 +124,7 @@ def test_figures_cli_writes_png_and_svg_files_that_open(tmp_path):
     assert out.returncode == 0, out.stderr
     files = [Path(f) for f in json.loads(out.stdout)["files"]]
     assert {f.suffix for f in files} == {".png", ".svg"}
-    assert len(files) == 2 * 5
+    assert len(files) == 2 * 6  # six charts: the sine page's five and the sharpness
     for f in files:
         if f.suffix == ".png":
             data = f.read_bytes()
