@@ -21,6 +21,26 @@ The harness times posted and app interleaved, repeated, and reports medians and 
 """
 
 
+def replace_section(text: str, heading: str, body: str) -> str:
+    """BENCHMARKS.md's `text` with its section that starts at the line `heading` ("## ...") replaced
+    by `body` (which starts with that heading), up to the next "## " section; appended when absent.
+    The main benchmark, `--examine` and `bench.sharpness` each write their own section this way, so
+    that none of them drops another's."""
+    start = text.find(heading)
+    if start < 0:
+        return text.rstrip() + "\n\n" + body.rstrip() + "\n"
+    nxt = text.find("\n## ", start + len(heading))
+    rest = text[nxt + 1 :] if nxt >= 0 else ""
+    return text[:start] + body.rstrip() + "\n" + ("\n" + rest if rest else "")
+
+
+def later_sections(text: str) -> str:
+    """Every "## " section of BENCHMARKS.md (written by the other benchmark commands): kept by the
+    main benchmark when it rewrites its own table above them."""
+    start = text.find("\n## ")
+    return text[start:] if start >= 0 else ""
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB.
 

@@ -384,12 +384,13 @@ def main(argv=None) -> int:
     print()
     print(report)
     if not args.no_write:
-        from bench import examine
+        from bench import later_sections
 
         torch_version = results[0]["torch"] if results else "?"
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        kept = examine.kept_section((ROOT / "BENCHMARKS.md").read_text())  # its own section, from --examine
-        (ROOT / "BENCHMARKS.md").write_text(
+        path = ROOT / "BENCHMARKS.md"
+        kept = later_sections(path.read_text() if path.exists() else "")  # --examine's and bench.sharpness's
+        path.write_text(
             "# Benchmarks\n\n"
             f"Written by `python -m bench` on {stamp}: {info['cpu']}, {info['cores']} cores, "
             f"{info['memory_gib']} GiB, Python {info['python']}, torch {torch_version}. Medians of "

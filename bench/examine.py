@@ -20,9 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "examine_corpus"
-MARK = "<!-- examiner: written by python -m bench --examine -->"
+HEADING = "## The examiner (`python -m bench --examine`)"
 CAUSES = {  # what each case's failing script must be told (tests/test_examine.py asserts the same)
     "sine": {"saturated-activation", "sum-reduction"},
     "cifar": {"input-scale", "dead-relu", "loss-at-chance"},
@@ -99,8 +101,7 @@ def section(rows: list[dict], repeat: int) -> str:
     by = {r["script"]: r for r in rows}
     worst = max(rows, key=lambda r: r["ratio"])
     lines = [
-        MARK,
-        "## The examiner (`python -m bench --examine`)",
+        HEADING,
         "",
         f"Written on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}: every script plain and under "
         f"`python -m core examine`'s examiner, in one process with one torch thread, {repeat} interleaved "
@@ -134,11 +135,6 @@ def section(rows: list[dict], repeat: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def kept_section(text: str) -> str:
-    """The examiner's section of an existing BENCHMARKS.md ('' when there is none)."""
-    return "\n" + text[text.index(MARK) :] if MARK in text else ""
-
-
 def main(repeat: int, write: bool) -> int:
     import torch
 
@@ -152,6 +148,5 @@ def main(repeat: int, write: bool) -> int:
     if write:
         path = ROOT / "BENCHMARKS.md"
         old = path.read_text() if path.exists() else "# Benchmarks\n"
-        head = old[: old.index(MARK)].rstrip() + "\n" if MARK in old else old.rstrip() + "\n"
-        path.write_text(head + "\n" + text)
+        path.write_text(replace_section(old, HEADING, text))
     return 0

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from core import cifar_data, lrfind, nets
+from core import cifar_data, curvature, lrfind, nets
 from core import device as device_
 from core.case import Case, Cost, Finding
 from core.settings import Setting, SettingError
@@ -402,6 +402,16 @@ def run(config: CifarConfig, device: torch.device, on_progress=None) -> RunResul
                 dead[step // record_every] = (h.amax(0) <= 0).float().mean()
         return F.cross_entropy(logits, y)
 
+    probe = curvature.Probe(
+        measure_losses(params, data, config, stats, device),
+        list(params.values()),
+        optimizer,  # per-layer lrs: the sharpness is preconditioned by each layer's lr / lr
+        every=curvature.every_for(steps, SHARPNESS_MEASUREMENTS),
+        steps=steps,
+        seed=config.seed,
+        iters=SHARPNESS_ITERS,
+        tol=SHARPNESS_TOL,
+    )
     tests: list[dict[str, torch.Tensor]] = []  # the test set after each epoch
     eval_seconds = [0.0]
 
@@ -423,9 +433,10 @@ def run(config: CifarConfig, device: torch.device, on_progress=None) -> RunResul
         check_every=steps_per_epoch,
         track_every=record_every,
         on_progress=at_check,
+        sharpness=probe,
     )
     device_.synchronize(device)
-    train_seconds = time.perf_counter() - start - eval_seconds[0]
+    train_seconds = time.perf_counter() - start - eval_seconds[0] - probe.seconds
     if history.diverged_at is not None or not tests:  # stopped mid-epoch: test where it stopped
         tests.append(evaluate(params, data, config, stats))
 
@@ -475,15 +486,41 @@ def run(config: CifarConfig, device: torch.device, on_progress=None) -> RunResul
         "first_step_relative_move": moves["relative_move"],
         "initial_logit_ratio": moves["logit_ratio"],
     }
+    sharp = probe.frame(steps_run)
+    metrics |= curvature.metrics(sharp, probe.limit)
     frames = {
+        "sharpness": sharp,
         "epochs": epochs,
         "layers": layers,
         "dead": dead_frame[dead_frame["step"] <= steps_run],
         "samples": _samples(data, final["first"].cpu().numpy()),
         "rule": rule_sweep(config, device),  # the s² rule measured on these data and seed (shared, read-only)
     }
-    history_table = history_frame(history, epoch=epoch_of_step + 1)
+    history_table = history_frame(history, epoch=epoch_of_step + 1, sharpness=curvature.column(sharp, steps_run))
     return RunResult(metrics=metrics, history=history_table, frames=frames, device=str(device))
+
+
+SHARPNESS_MEASUREMENTS = 6  # steps whose batch sharpness is measured (every k-th, and the first and last)
+SHARPNESS_BATCHES = 2  # fixed training batches it averages over
+SHARPNESS_ITERS = 8  # power iterations per batch at most (warm-started from the last measurement's vector)
+SHARPNESS_TOL = 3e-3  # stop when the estimate moves by less than this (relative)
+
+
+def measure_losses(params, data: Data, config: CifarConfig, stats, device: torch.device) -> list[Callable]:
+    """The batch sharpness's losses: cross-entropy on SHARPNESS_BATCHES fixed batches of the
+    training set (drawn once from the run's stream 3, so the same images at every measurement)."""
+    n, B = len(data.train_y), config.batch_size
+    order = torch.randperm(n, generator=nets.generator(config.seed, 3))[: SHARPNESS_BATCHES * B].to(device)
+    batches = [order[i : i + B] for i in range(0, len(order), B)]
+
+    def loss_on(idx: torch.Tensor) -> Callable[[], torch.Tensor]:
+        def loss() -> torch.Tensor:
+            x = to_input(data.train_x.index_select(0, idx), config, stats)
+            return F.cross_entropy(forward(params, x)[0], data.train_y.index_select(0, idx))
+
+        return loss
+
+    return [loss_on(idx) for idx in batches]
 
 
 @torch.no_grad()
@@ -753,6 +790,10 @@ def diagnose(config: CifarConfig, result: RunResult) -> list[Finding]:
                 {"normalize": "standardize", "bias": True},
             )
         )
+    above = curvature.above_line(m, config.lr)
+    if above is not None:
+        evidence, lr = above
+        found.append(Finding("above-stability-line", "lr above the stability line", evidence, {"lr": lr}))
     return found
 
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from core import nets
+from core import curvature, nets
 from core.case import Case, Cost, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
@@ -256,10 +256,56 @@ def run_single(config: LinregConfig, device: torch.device, on_progress=None) -> 
         # that here is the identical computation, without raising the warning again every step
         return F.mse_loss(*torch.broadcast_tensors(preds, target))
 
-    history = train({"weight": w, "bias": b}, optimizer, loss_fn, steps, check_every=500, on_progress=on_progress)
+    probe = curvature.Probe(
+        measure_losses(config, x, y, w, b),
+        [w, b],
+        optimizer,  # Adam: the preconditioned sharpness, against 38/lr
+        every=curvature.every_for(steps, SHARPNESS_MEASUREMENTS),
+        steps=steps,
+        seed=config.seed,
+    )
+    params = {"weight": w, "bias": b}
+    history = train(params, optimizer, loss_fn, steps, check_every=500, on_progress=on_progress, sharpness=probe)
     fit = (float(w.detach()), float(b.detach()))
     batches = (last[0].cpu(), order.cpu())  # the last full batch, and the last epoch's order
-    return _single_result(config, history, fit, (w0, b0), shapes, caught, (x_cpu, y_cpu), batches)
+    sharp = probe.frame(history.steps_run)
+    return _single_result(config, history, fit, (w0, b0), shapes, caught, (x_cpu, y_cpu), batches, sharp)
+
+
+SHARPNESS_MEASUREMENTS = 40  # steps whose batch sharpness is measured (every k-th, the first and the last)
+SHARPNESS_BATCHES = 4  # fixed batches it averages over
+
+
+def measurement_batches(config: LinregConfig) -> list[torch.Tensor]:
+    """The batch sharpness's batches, fixed for the run: shuffled, SHARPNESS_BATCHES batches of one
+    permutation (the run's stream 3); not shuffled, SHARPNESS_BATCHES of the epoch's own consecutive
+    batches, spread over it (unshuffled small batches each hold a narrow range of x, and so a
+    different curvature)."""
+    n, bs = config.n_points, config.batch_size
+    if config.shuffle == "true":
+        order = torch.randperm(n, generator=nets.generator(config.seed, 3))
+        return [order[i * bs : (i + 1) * bs] for i in range(min(SHARPNESS_BATCHES, n // bs))]
+    full = n // bs  # the full batches of an epoch
+    picks = np.unique(np.linspace(0, full - 1, SHARPNESS_BATCHES).round().astype(int)) if full else []
+    return [torch.arange(j * bs, (j + 1) * bs) for j in picks]
+
+
+def measure_losses(config: LinregConfig, x: torch.Tensor, y: torch.Tensor, w, b) -> list:
+    """The run's own loss (`F.mse_loss` on the batch as the posted Dataset shapes it) on each
+    measurement batch."""
+
+    def loss_on(idx: torch.Tensor):
+        idx = idx.to(x.device)
+        return lambda: F.mse_loss(*torch.broadcast_tensors(F.linear(x[idx], w, b), y[idx]))
+
+    return [loss_on(idx) for idx in measurement_batches(config)]
+
+
+def batch_hessian(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(2, 2) the Hessian of a batch's loss in (w, b), closed form: 2 [[mean x², mean x], [mean x, 1]],
+    for the loss meant and the broadcast one alike (see `quadratic`: they differ only in C)."""
+    xb = x[idx]
+    return 2 * np.array([[np.mean(xb * xb), np.mean(xb)], [np.mean(xb), 1.0]])
 
 
 PAIRS_SHOWN = 40  # the heatmap shows at most this many rows and columns of the (B, B) matrix
@@ -272,7 +318,7 @@ def epoch_losses(x: np.ndarray, y: np.ndarray, order: np.ndarray, batch_size: in
     return [tuple(float(np.mean(loss_at(w, b, means, bc))) for bc in (broadcast, False)) for w, b in lines]
 
 
-def _single_result(config, history: History, fit, start, shapes, caught, data, batches) -> RunResult:
+def _single_result(config, history: History, fit, start, shapes, caught, data, batches, sharp) -> RunResult:
     (slope, intercept), (w0, b0), (x, y), (last_idx, order) = fit, start, data, batches
     xs, ys = x[:, 0].double().numpy(), y.reshape(-1).double().numpy()
     full = max(shapes)  # the full batch's shapes (the partial last batch may be smaller)
@@ -339,7 +385,14 @@ def _single_result(config, history: History, fit, start, shapes, caught, data, b
         "epoch_loss_as_averaged": at_fit[0],  # the last epoch's batches, at the final weights
         "epoch_loss_meant": at_fit[1],
     }
-    return RunResult(metrics=metrics, history=history_frame(history), frames=frames)
+    metrics |= curvature.metrics(sharp, float(sharp["limit"].iloc[0]) if len(sharp) else _limit(config))
+    frames["sharpness"] = sharp
+    history_table = history_frame(history, sharpness=curvature.column(sharp, history.steps_run))
+    return RunResult(metrics=metrics, history=history_table, frames=frames)
+
+
+def _limit(config: LinregConfig) -> float:
+    return curvature.limit(config.optimizer, config.lr, BETA1)
 
 
 # ---------------------------------------------------------------------------- the sweep, batched
@@ -655,8 +708,9 @@ def steps_needed(config: LinregConfig, start_slope: float) -> int:
     return math.ceil(abs(config.slope - start_slope) / config.lr)
 
 
-def diagnose(config: LinregConfig, result: RunResult) -> list[Finding]:
-    """The measured evidence for each cause present in `config`, with the setting change that fixes it."""
+def diagnose(config: LinregConfig, result: RunResult, detail: RunResult | None = None) -> list[Finding]:
+    """The measured evidence for each cause present in `config`, with the setting change that fixes it.
+    detail: the single run shown beside a sweep (its sharpness is measured; the sweep's is not)."""
     m = result.metrics
     found = []
     sweep = result.frames.get("sweep")
@@ -685,6 +739,11 @@ def diagnose(config: LinregConfig, result: RunResult) -> list[Finding]:
     short = _too_few_steps(config, result)
     if short is not None:
         found.append(short)
+    single = detail if detail is not None else result if "sweep" not in result.frames else None
+    above = curvature.above_line(single.metrics, config.lr) if single is not None else None
+    if above is not None:
+        evidence, lr = above
+        found.append(Finding("above-stability-line", "lr above the stability line", evidence, {"lr": lr}))
     return found
 
 

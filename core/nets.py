@@ -76,6 +76,16 @@ class _Dense(torch.autograd.Function):
         return dx, dw, db, None
 
 
+_PLAIN = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z}
+
+
+def plain(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, act: str) -> torch.Tensor:
+    """act(x @ w + b) in plain autograd ops: the same layer as `dense`, slower, but twice
+    differentiable (the sharpness measurement's Hessian-vector products need double backward,
+    which the fused backward passes above do not provide)."""
+    return _PLAIN[act](_preactivation(x, w, b))
+
+
 def dense(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, act: str) -> torch.Tensor:
     """act(x @ w + b) with weights stored (in, out), as in the posted code."""
     return _Dense.apply(x, w, b, act)

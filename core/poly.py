@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from numpy.polynomial import Legendre, Polynomial
 
-from core import lrfind, nets, points
+from core import curvature, lrfind, nets, points
 from core.case import Case, Cost, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
@@ -275,6 +275,8 @@ class Descent:
     loss: np.ndarray  # (epochs_run, R) loss at each epoch, before its step (NaN from a row's first non-finite)
     diverged_at: np.ndarray  # (R,) 1-based epoch of the first non-finite loss; 0 = never
     weights: np.ndarray  # (R, p) final coefficients, float64 (NaN for diverged rows)
+    # (epoch, row) -> (weights (p,), Adam's second moment (p,)) after that epoch, for the rows and epochs watched
+    watched: dict = dataclasses.field(default_factory=dict)
 
 
 def descend(
@@ -289,6 +291,7 @@ def descend(
     reduction: str = "sum",
     check_every: int = 250,
     on_chunk=None,
+    watch: tuple[int, set[int]] | None = None,
 ) -> Descent:
     """Full-batch training of R copies of the model at once, one learning rate per row.
 
@@ -300,7 +303,9 @@ def descend(
 
     Finiteness is read back every `check_every` epochs (one sync per chunk, none per epoch);
     rows whose loss went non-finite are recorded and dropped from the batch. `on_chunk(epochs_done,
-    loss_so_far)` is called after every chunk and may raise to interrupt.
+    loss_so_far)` is called after every chunk and may raise to interrupt. watch: (row, 1-based
+    epochs): that row's weights and Adam second moment after those epochs, in `Descent.watched`
+    (for the sharpness measurement), while the row has not diverged.
     """
     n, p = a.shape
     rows = len(lrs)
@@ -316,6 +321,8 @@ def descend(
     buf = torch.zeros_like(w)  # momentum buffer / Adam's first moment
     sq = torch.zeros_like(w)  # Adam's second moment
     beta1, beta2, eps = 0.9, 0.999, 1e-8
+    watched = {}
+    row, epochs_watched = watch if watch is not None else (-1, set())
     start = 0
     while start < epochs and len(live):
         stop = min(start + check_every, epochs)
@@ -338,6 +345,8 @@ def descend(
                 w.addcdiv_(buf * (neg_lr / (1 - beta1**t)), denom)
             else:
                 raise ValueError(f"descend does not do {optimizer!r}")
+            if e + 1 in epochs_watched:  # a copy of R·p numbers; the row's position among the live rows is found later
+                watched[e + 1] = (live, w.clone(), sq.clone())
         if reduction == "mean":
             chunk.div_(n)  # MSELoss's mean: the sum over n
         bad = ~torch.isfinite(chunk)
@@ -356,7 +365,13 @@ def descend(
         if on_chunk is not None:
             on_chunk(start, losses[:start])
     final[live.cpu()] = w.double().cpu()
-    return Descent(loss=losses[:start].double().cpu().numpy(), diverged_at=diverged_at, weights=final.numpy())
+    kept = {}  # the watched row's own numbers (a diverged row's later epochs are cut by the caller)
+    for e, (rows_then, w_then, sq_then) in watched.items():
+        at = (rows_then == row).nonzero()
+        if len(at):
+            kept[e] = (w_then[int(at[0, 0])], sq_then[int(at[0, 0])])
+    loss = losses[:start].double().cpu().numpy()
+    return Descent(loss=loss, diverged_at=diverged_at, weights=final.numpy(), watched=kept)
 
 
 def lbfgs(a: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, config: PolyConfig, on_progress=None):
@@ -367,11 +382,15 @@ def lbfgs(a: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, config: PolyConfig
     x, target = a[:, :-1], y.unsqueeze(1)  # (n, degree), (n, 1)
     optimizer = torch.optim.LBFGS([weight, bias], lr=config.lr, line_search_fn="strong_wolfe")
 
-    def loss_fn(step: int) -> torch.Tensor:
+    def loss_fn(step: int = 0) -> torch.Tensor:
         return F.mse_loss(F.linear(x, weight, bias), target, reduction=config.reduction)
 
-    history = train({"weight": weight, "bias": bias}, optimizer, loss_fn, config.epochs, on_progress=on_progress)
-    return history, torch.cat([weight.detach()[0], bias.detach()]).double().cpu().numpy()
+    every = curvature.every_for(config.epochs, SHARPNESS_MEASUREMENTS)
+    probe = curvature.Probe([loss_fn], [weight, bias], optimizer, every=every, steps=config.epochs, seed=config.seed)
+    params = {"weight": weight, "bias": bias}
+    history = train(params, optimizer, loss_fn, config.epochs, on_progress=on_progress, sharpness=probe)
+    sharp = probe.frame(history.steps_run)
+    return history, torch.cat([weight.detach()[0], bias.detach()]).double().cpu().numpy(), sharp
 
 
 def posted_loop(config: PolyConfig, lr: float, epochs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -503,7 +522,7 @@ def run(config: PolyConfig, device: torch.device, on_progress=None) -> RunResult
     limit = stable_lr(lam[-1], scanned, config.momentum)
     rates = scan_rates(config, limit)
     if config.optimizer == "lbfgs":
-        history, theta = lbfgs(a, y_t, w0, config, _shifted(on_progress, 0, 2 * config.epochs))
+        history, theta, sharp = lbfgs(a, y_t, w0, config, _shifted(on_progress, 0, 2 * config.epochs))
         main, offset, total = None, config.epochs, 2 * config.epochs  # progress: L-BFGS, then the scan
     else:
         main, offset, total = int(np.flatnonzero(rates == config.lr)[0]), 0, config.epochs  # the lr is a row
@@ -523,12 +542,16 @@ def run(config: PolyConfig, device: torch.device, on_progress=None) -> RunResult
         momentum=config.momentum,
         reduction=config.reduction,
         on_chunk=on_chunk,
+        watch=(main, set(curvature.schedule(config.epochs, sharpness_every(config)).tolist()))
+        if main is not None
+        else None,
     )
     if main is not None:
         at = int(d.diverged_at[main])
         loss = d.loss[:, main]
         history = History(loss=loss[: at - 1] if at else loss, diverged_at=at or None, layers=None)
         theta = d.weights[main]
+        sharp = sharpness(config, a, y_t, d.watched, history.steps_run)
     scan = pd.DataFrame(
         {
             "lr": rates,
@@ -541,7 +564,51 @@ def run(config: PolyConfig, device: torch.device, on_progress=None) -> RunResult
         }
     )
     scan["grew"] = ~scan["diverged"] & (scan["final_loss"] > scan["initial_loss"])
-    return _result(config, x, y, a64, lam, (coef_star, loss_star), history, theta, scan, limit)
+    return _result(config, x, y, a64, lam, (coef_star, loss_star), history, theta, scan, limit, sharp)
+
+
+SHARPNESS_MEASUREMENTS = 6  # epochs whose sharpness is measured (every k-th, the first and the last)
+
+
+def sharpness_every(config: PolyConfig) -> int:
+    return curvature.every_for(config.epochs, SHARPNESS_MEASUREMENTS)
+
+
+def sharpness_limit(config: PolyConfig) -> float:
+    """The line for the (preconditioned) sharpness: 2/lr for SGD, 2(1+β)/lr with momentum, 38/lr for
+    Adam; NaN for L-BFGS."""
+    beta = 0.9 if config.optimizer == "adam" else config.momentum  # Adam's β1 (torch's default), as descend uses it
+    return curvature.limit(config.optimizer, config.lr, beta)
+
+
+def sharpness(config: PolyConfig, a: torch.Tensor, y: torch.Tensor, watched: dict, steps_run: int) -> pd.DataFrame:
+    """The measured sharpness of the loss as nn.Linear + MSELoss computes it (through autograd's double
+    backward, not the closed form) at the weights `descend` watched; preconditioned by Adam's second
+    moment for Adam. The loss is quadratic, so for SGD it must equal λmax of 2AᵀA (/n): the tests hold
+    it to that."""
+    weight = torch.empty(1, config.degree, dtype=a.dtype, device=a.device, requires_grad=True)
+    bias = torch.empty(1, dtype=a.dtype, device=a.device, requires_grad=True)
+    features_, target = a[:, :-1], y.unsqueeze(1)  # (n, degree), (n, 1)
+
+    def loss() -> torch.Tensor:
+        return F.mse_loss(F.linear(features_, weight, bias), target, reduction=config.reduction)
+
+    records, start, g = [], None, torch.Generator().manual_seed(config.seed)
+    for epoch in sorted(e for e in watched if e <= steps_run):
+        w, sq = watched[epoch]
+        with torch.no_grad():
+            weight.copy_(w[:-1].unsqueeze(0))
+            bias.copy_(w[-1:])
+        pre = None
+        if config.optimizer == "adam":
+            inverse = curvature.adam_preconditioner(sq, epoch)
+            pre = [inverse[:-1].unsqueeze(0), inverse[-1:]]
+        s = curvature.top_eigenvalue(loss, [weight, bias], precondition=pre, start=start, generator=g)
+        start = s.vector if math.isfinite(s.value) else None
+        records.append((epoch, s))
+    kind = curvature.variant(config.optimizer == "adam", 1)
+    warm = curvature.warmup(config.optimizer)
+    return curvature.frame(records, sharpness_limit(config), lr=config.lr, variant=kind, warmup=warm)
 
 
 def _shifted(on_progress, offset: int, total: int):
@@ -568,7 +635,7 @@ def _slowest(config: PolyConfig, lam_min: float) -> float:
     return (1 - config.momentum if config.optimizer == "momentum" else 1) / (config.lr * lam_min)
 
 
-def _result(config, x, y, a64, lam, optimum, history: History, theta, scan, limit) -> RunResult:
+def _result(config, x, y, a64, lam, optimum, history: History, theta, scan, limit, sharp) -> RunResult:
     coef_star, loss_star = optimum
     diverged = history.diverged_at is not None or not np.all(np.isfinite(theta))
     final = math.inf if diverged else float(history.loss[-1]) if history.steps_run else math.nan
@@ -616,15 +683,17 @@ def _result(config, x, y, a64, lam, optimum, history: History, theta, scan, limi
         "scan_last_stable_lr": float(stable["lr"].max()) if len(stable) else math.nan,
         "scan_first_diverged_lr": float(unstable["lr"].min()) if len(unstable) else math.nan,
     }
+    metrics |= curvature.metrics(sharp, sharpness_limit(config))
     return RunResult(
         metrics=metrics,
-        history=history_frame(history),
+        history=history_frame(history, sharpness=curvature.column(sharp, history.steps_run)),
         frames={
             "points": pd.DataFrame({"x": x, "y": y}),
             "curves": curves,
             "coefficients": coef_frame,
             "eigenvalues": pd.DataFrame({"index": np.arange(1, len(lam) + 1), "eigenvalue": lam}),
             "scan": scan,
+            "sharpness": sharp,
         },
     )
 
@@ -723,10 +792,15 @@ def diagnose(config: PolyConfig, result: RunResult) -> list[Finding]:
                 f"Along the steepest direction of the loss (λmax = {m['lambda_max']:.3g}) each plain step multiplies "
                 f"the error by |1 - lr·λmax| = {growth:.3g} > 1, so it grows instead of shrinking: {when}. In the "
                 f"scan, {blew} of the {len(above)} learning rates above the limit blew up and {went_down} of the "
-                f"{len(below)} below it went down.",
+                f"{len(below)} below it went down. Measured on the loss as nn.Linear and MSELoss compute it "
+                f"(power iteration on Hessian-vector products): λmax = {m['sharpness_max']:.6g}.",
                 {"lr": float(f"{0.9 * limit:.2g}")},
             )
         )
+    above = curvature.above_line(m, config.lr)
+    if above is not None and not (gd and config.lr > limit):  # plain SGD above 2/λmax has its own card above
+        evidence, lr = above
+        found.append(Finding("above-stability-line", "lr above the stability line", evidence, {"lr": lr}))
     if gd and m["condition_number"] > 1e3:
         lo, hi = x_range(config)
         fix = {"basis": "legendre", "lr": _lr_for(config, basis="legendre")}

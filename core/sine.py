@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import lrfind, nets, points
+from core import curvature, lrfind, nets, points
 from core.case import Case, Cost, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
 
 X_MIN, X_MAX = -1.0, 9.0  # the posted range: rand * 10 - 1
 NOISE_STD = 0.05  # N(0,1)/20: a perfect fit has this RMSE against the noisy targets
+SHARPNESS_MEASUREMENTS = 60  # steps whose sharpness is measured: every 50th of the posted 3000 (bench/sharpness.py)
 
 
 @dataclass(frozen=True)
@@ -140,19 +141,25 @@ def init_params(config: SineConfig) -> dict[str, torch.Tensor]:
     return params
 
 
-def forward(params, x, config: SineConfig):
+def forward(params, x, config: SineConfig, plain: bool = False):
     """-> (prediction (n, 1), hidden activations [(n, width)...], output pre-activation (n, 1)).
 
     Equivalent to: for each layer, a = act(a @ W + b); the last two layers run as one fused
-    `nets.head` (see core/nets.py for why)."""
+    `nets.head` (see core/nets.py for why). plain: every layer in plain autograd ops instead
+    (`nets.plain`), twice differentiable, for the sharpness measurement."""
     last = len(config.hidden)  # the last hidden layer; layer last + 1 is the output
     a, hidden = x, []
+    layer = nets.plain if plain else nets.dense
     for i in range(1, last):
-        a = nets.dense(a, params[f"layer{i}.weight"], params.get(f"layer{i}.bias"), config.activation)
+        a = layer(a, params[f"layer{i}.weight"], params.get(f"layer{i}.bias"), config.activation)
         hidden.append(a)
     w1, b1 = params[f"layer{last}.weight"], params.get(f"layer{last}.bias")
     w2, b2 = params[f"layer{last + 1}.weight"], params.get(f"layer{last + 1}.bias")
-    z, a = nets.head(a, w1, b1, w2, b2, config.activation)
+    if plain:
+        a = nets.plain(a, w1, b1, config.activation)
+        z = nets.plain(a, w2, b2, "identity")
+    else:
+        z, a = nets.head(a, w1, b1, w2, b2, config.activation)
     hidden.append(a)
     y_pred = torch.tanh(z) if config.output_activation == "tanh" else z
     return y_pred, hidden, z
@@ -223,17 +230,34 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
             mse[step] = loss / n if config.loss == "sse" else (y_pred - y).pow(2).mean()
         return loss
 
+    # full-batch sharpness (preconditioned for Adam and RMSprop) on about SHARPNESS_MEASUREMENTS steps
+    probe = curvature.Probe(
+        [lambda: loss_of(forward(params, x, config, plain=True)[0], y, config.loss)],
+        list(params.values()),
+        optimizer,
+        every=curvature.every_for(config.steps, SHARPNESS_MEASUREMENTS),
+        steps=config.steps,
+        seed=config.seed,
+    )
+
     def progress(p: Progress) -> None:  # the live curve in the charts' unit: MSE, whatever loss is minimised
         on_progress(Progress(p.step, p.total, mse[: p.step].cpu().double().numpy(), name="MSE"))
 
     history = train(
-        params, optimizer, loss_fn, config.steps, check_every=50, on_progress=progress if on_progress else None
+        params,
+        optimizer,
+        loss_fn,
+        config.steps,
+        check_every=50,
+        on_progress=progress if on_progress else None,
+        sharpness=probe,
     )
     mse = mse.cpu().numpy()
-    return _result(config, params, history, records.cpu().numpy(), record_every, (x_raw, y_raw), (mean, std), mse)
+    data, scaling = (x_raw, y_raw), (mean, std)
+    return _result(config, params, history, records.cpu().numpy(), record_every, data, scaling, mse, probe)
 
 
-def _result(config, params, history: History, records, record_every, data, scaling, mse) -> RunResult:
+def _result(config, params, history: History, records, record_every, data, scaling, mse, probe) -> RunResult:
     (x_raw, y_raw), (mean, std) = data, scaling
     device = next(iter(params.values())).device
     grid = np.linspace(*x_range(config), 2001)
@@ -286,10 +310,12 @@ def _result(config, params, history: History, records, record_every, data, scali
         "initial_output_flat_share": float(records[0, 2]) if len(records) else math.nan,
         "effective_lr_on_mean": config.lr * (size(config) if config.loss == "sse" else 1),
     }
+    sharp = probe.frame(history.steps_run)
+    metrics |= curvature.metrics(sharp, probe.limit)
     return RunResult(
         metrics=metrics,
-        history=history_frame(history, mse=mse),
-        frames={"data": data, "fit": fit, "units": units, "saturation": saturation},
+        history=history_frame(history, mse=mse, sharpness=curvature.column(sharp, history.steps_run)),
+        frames={"data": data, "fit": fit, "units": units, "saturation": saturation, "sharpness": sharp},
         device=str(device),
     )
 
@@ -402,6 +428,10 @@ def diagnose(config: SineConfig, result: RunResult) -> list[Finding]:
                 {"optimizer": "adam", "lr": 5e-3},
             )
         )
+    above = curvature.above_line(m, config.lr)
+    if above is not None:
+        evidence, lr = above
+        found.append(Finding("above-stability-line", "lr above the stability line", evidence, {"lr": lr}))
     return found
 
 

@@ -1,9 +1,9 @@
 """The shared training loop, and the plain-data shapes every case returns.
 
 One flat loop: zero_grad -> forward (the case's `loss_fn`) -> backward -> step. It
-records the loss of every step, optionally per-layer gradient norms and update/weight
-ratios, stops at the first non-finite loss, and returns numpy arrays and data frames,
-never live tensors.
+records the loss of every step, optionally per-layer gradient norms, update/weight ratios
+and the loss's sharpness on a sample of steps (`core.curvature.Probe`), stops at the first
+non-finite loss, and returns numpy arrays and data frames, never live tensors.
 
 Sync points: losses are written into a tensor on the device and only read back every
 `check_every` steps (one `.item()` per check), so a GPU is not stalled every step.
@@ -67,6 +67,7 @@ def train(
     check_every: int = 50,
     track_every: int = 0,
     on_progress: ProgressFn | None = None,
+    sharpness: Callable[[int], None] | None = None,
 ) -> History:
     """Run `steps` optimizer steps; `loss_fn(step)` does the forward pass of step `step`.
 
@@ -75,6 +76,8 @@ def train(
     on_progress: called at every check (every `check_every` steps, and at least every TICK_S
     seconds whatever the step's cost); it may raise to interrupt (Streamlit's rerun does, and
     so does the Stop button), in which case nothing is returned and nothing half-done escapes.
+    sharpness: called with the 1-based step after each optimizer step (a `curvature.Probe`,
+    which measures on its own schedule at the weights the step left).
     """
     names = list(params)
     tensors = [params[n] for n in names]
@@ -109,6 +112,8 @@ def train(
             loss.backward()
             optimizer.step()
         losses[step] = loss.detach()
+        if sharpness is not None:
+            sharpness(step + 1)
         if track:
             tracked.append((step + 1, _layer_record(tensors, before)))
 

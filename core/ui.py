@@ -452,6 +452,21 @@ def chart_row(charts_by_name: Mapping[str, Any], *names: str) -> None:
             chart(charts_by_name[name])
 
 
+def sharpness(chart_: Any, runs: Mapping[str, RunResult], loss: str = "loss") -> None:
+    """The sharpness chart, and beside it the sentence that reads it for each run."""
+    from core.charts import sharpness as sharpness_
+
+    left, right = st.columns([3, 2])
+    with left:
+        chart(chart_)
+    with right:
+        st.markdown("**Sharpness against the stability line**")
+        for i, (name, r) in enumerate(runs.items()):
+            line = f"*{name}*: {sharpness_.reading(r, loss)}"
+            st.markdown(line) if i == 0 else st.caption(line)
+        st.caption(sharpness_.EXPLAIN)
+
+
 def findings(case: Case, found: list[Finding], config: Any = None) -> None:
     """Diagnosis cards: the measured evidence, and a button that applies the fix. Its label lists the
     values the fix changes (of `config`, the settings on screen); it applies the whole fix."""

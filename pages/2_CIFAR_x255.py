@@ -174,7 +174,9 @@ if note:
 runs |= ui.pins(case, config, device)
 
 figures = charts.figures(runs)
-for pair in (("loss", "accuracy"), ("grad_norm", "update_ratio"), ("dead", "images")):
+ui.chart_row(figures, "loss", "accuracy")
+ui.sharpness(figures["sharpness"], runs)
+for pair in (("grad_norm", "update_ratio"), ("dead", "images")):
     ui.chart_row(figures, *pair)
 
 st.subheader("Why × 255 breaks it: the s² rule")

@@ -101,6 +101,7 @@ runs |= ui.pins(case, config, device)
 
 figures = charts.figures(runs)
 ui.chart_row(figures, "fit", "loss")
+ui.sharpness(figures["sharpness"], runs)
 
 left, right = st.columns(2)
 with left:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core import linreg, registry, ui
 from core.charts import linreg as charts
+from core.charts import sharpness
 
 case = registry.get("linreg")
 LOSS_FORMAT = {c: st.column_config.NumberColumn(format="%.4g") for c in ("as mse_loss averaged it", "as meant")}
@@ -156,6 +157,7 @@ if not problems:
     with left:
         ui.chart(figures["fit"])
         ui.chart(figures["loss"])
+        ui.chart(figures["sharpness"])
     with right:
         st.markdown("**The shapes, as they really were**")
         st.dataframe(detail.frames["shapes"], hide_index=True, width="stretch")
@@ -170,6 +172,8 @@ if not problems:
             "The optimizer goes where its loss is lower. The loss meant is lowest at the data's line; the loss "
             "averaged over all B² pairs of a batch is lowest when every prediction is the batch's mean target."
         )
+        st.markdown(f"**Sharpness against the stability line.** {sharpness.reading(detail)}")
+        st.caption(sharpness.EXPLAIN)
     left, middle, right = st.columns([2, 1, 1])
     with left:
         ui.chart(figures["pairs"])
@@ -192,7 +196,7 @@ if not problems:
         )
 
 st.subheader("Diagnosis")
-ui.findings(case, linreg.diagnose(config, result), config)
+ui.findings(case, linreg.diagnose(config, result, detail if not problems else None), config)
 st.caption(
     "Measured on the 2-core CPU, seeds 0-9: with targets (B, 1) and 5000 Adam steps for every batch size, every "
     "batch size from 10 to 1000, shuffled or not, ends within 0.05 of slope −4 and 0.02 of intercept 0."

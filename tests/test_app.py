@@ -18,6 +18,7 @@ CHARTS = {
     "sine": [
         "Data, sin(x)/2.5 and the prediction",
         "Training MSE per step",
+        "Sharpness and the stability line",
         "Where each first-layer unit switches",
         "Saturated hidden activations",
         "Output pre-activation z (RMS over the data)",
@@ -25,6 +26,7 @@ CHARTS = {
     "cifar": [
         "Training loss per step",
         "Test accuracy per epoch",
+        "Sharpness and the stability line",
         "Gradient norm per layer",
         "Update / weight ratio per layer",
         "Dead ReLUs over training",
@@ -34,6 +36,7 @@ CHARTS = {
     "poly": [
         "Data, sin(x) and the fitted polynomial",
         "Loss per epoch (dashed: the least-squares optimum)",
+        "Sharpness and the stability line",
         "Learning-rate scan: loss after the epoch budget",
         "Hessian eigenvalues",
         "Coefficients in the raw power basis",
@@ -45,6 +48,7 @@ CHARTS = {
         "Optimizer steps each batch size takes",
         "The data, the last batch and the fitted line",
         "One run: loss per step",
+        "Sharpness and the stability line",
         "The 10 × 10 differences the loss averages",
         "The differences meant",
     ],

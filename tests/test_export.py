@@ -124,7 +124,7 @@ def test_figures_cli_writes_png_and_svg_files_that_open(tmp_path):
     assert out.returncode == 0, out.stderr
     files = [Path(f) for f in json.loads(out.stdout)["files"]]
     assert {f.suffix for f in files} == {".png", ".svg"}
-    assert len(files) == 2 * 5
+    assert len(files) == 2 * 6  # six charts: the sine page's five and the sharpness
     for f in files:
         if f.suffix == ".png":
             data = f.read_bytes()
@@ -137,7 +137,7 @@ def test_figures_cli_writes_png_and_svg_files_that_open(tmp_path):
             assert "Arial" in f.read_text()  # the page's font: the figure looks like the page
 
 
-def test_poly_figures_are_the_pages_five_charts(tmp_path, cpu):
+def test_poly_figures_are_the_pages_six_charts(tmp_path, cpu):
     from core import figures
 
     case = registry.get("poly")
@@ -146,7 +146,7 @@ def test_poly_figures_are_the_pages_five_charts(tmp_path, cpu):
     paths = figures.write(figures.charts_for(case, runs), tmp_path, "poly-test")
     assert sorted(p.name for p in paths) == sorted(
         f"poly-test-{name}.{ext}"
-        for name in ("fit", "loss", "scan", "eigenvalues", "coefficients")
+        for name in ("fit", "loss", "sharpness", "scan", "eigenvalues", "coefficients")
         for ext in ("png", "svg")
     )
     for p in paths:
@@ -156,7 +156,7 @@ def test_poly_figures_are_the_pages_five_charts(tmp_path, cpu):
             assert ET.parse(p).getroot().tag.endswith("svg") and "Arial" in p.read_text()
 
 
-def test_cifar_figures_are_the_pages_seven_charts_with_many_pins(tmp_path, cpu):
+def test_cifar_figures_are_the_pages_eight_charts_with_many_pins(tmp_path, cpu):
     from core import figures
 
     case = registry.get("cifar")
@@ -166,7 +166,7 @@ def test_cifar_figures_are_the_pages_seven_charts_with_many_pins(tmp_path, cpu):
         for name, preset, seed in [("current", "x255", 0), ("as-posted", "as-posted", 0), ("pin 1", "fixed", 0),
                                    ("pin 2", "fixed", 1), ("pin 3", "x255-rule", 0), ("pin 4", "x255-lr", 0)]
     }  # fmt: skip
-    names = ("loss", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule")
+    names = ("loss", "sharpness", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule")
     charts = figures.charts_for(case, runs)
     assert list(charts) == list(names)
     assert all(name in json.dumps(charts["loss"].to_dict()) for name in runs)  # every run, under the row limit
@@ -216,7 +216,7 @@ def test_linreg_figures_cli_and_the_detail_figures(tmp_path, cpu):
     single = runner.execute(case, config, cpu)
     files = figures.write(charts.figures({"current": single}), tmp_path / "detail", "linreg")
     assert sorted(f.name for f in files if f.suffix == ".png") == [
-        f"linreg-{n}.png" for n in ("fit", "loss", "meant", "pairs")
+        f"linreg-{n}.png" for n in ("fit", "loss", "meant", "pairs", "sharpness")
     ]
     for f in files:
         if f.suffix == ".png":

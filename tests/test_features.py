@@ -183,7 +183,14 @@ def test_poly_pins_overlay_and_survive_a_visit_to_another_page():
 def test_poly_downloads_are_offered():
     at = page("poly", query={"epochs": "100"})
     assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
-    assert at.selectbox(key="poly._figure").options == ["fit", "loss", "scan", "eigenvalues", "coefficients"]
+    assert at.selectbox(key="poly._figure").options == [
+        "fit",
+        "loss",
+        "sharpness",
+        "scan",
+        "eigenvalues",
+        "coefficients",
+    ]
 
 
 # ---------------------------------------------------------------- case 4 (linreg): sweeps, and one run in detail
@@ -272,7 +279,7 @@ def test_linreg_downloads_are_offered_with_every_figure():
     at = page("linreg", SMALL_SWEEP)
     assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
     figures = at.selectbox(key="linreg._figure").options
-    assert figures == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "pairs", "meant"]
+    assert figures == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "sharpness", "pairs", "meant"]
 
 
 def test_poly_range_test_explodes_at_the_drawn_limit_and_applies_its_suggestion():
@@ -339,7 +346,7 @@ def test_cifar_link_pins_and_downloads(offline):
     # every figure of the page is offered, with the run's data and script
     assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
     assert at.selectbox(key="cifar._figure").options == [
-        "loss", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule"
+        "loss", "sharpness", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule"
     ]  # fmt: skip
     at.button(key="cifar._unpin.1").click().run()
     assert "pin 1" not in series(at)

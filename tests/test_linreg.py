@@ -431,7 +431,7 @@ def test_the_pages_figures_with_pins_overlaid(bs):
     runs = {name: runner.execute(CASE, c, CPU) for name, c in configs.items()}
     details = {name: runner.execute(CASE, linreg.detail_config(configs[name]), CPU) for name in ("current", "pin 1")}
     figures = charts.figures(runs, details)
-    assert list(figures) == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "pairs", "meant"]
+    assert list(figures) == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "sharpness", "pairs", "meant"]
     for name in ("slope", "intercept", "final_loss", "steps", "loss"):
         assert {"current", "fixed", "pin 1"} & _domains(figures[name]) == (
             {"current", "pin 1"} if name == "loss" else {"current", "fixed", "pin 1"}
@@ -479,7 +479,7 @@ def test_figures_of_a_single_run_are_its_detail_charts():
 
     single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle="false"), CPU)
     figures = charts.figures({"current": single, "as-posted": runner.execute(CASE, SMALL, CPU)})
-    assert list(figures) == ["fit", "loss", "pairs", "meant"]
+    assert list(figures) == ["fit", "loss", "sharpness", "pairs", "meant"]
     assert list(charts.figures({"current": runner.execute(CASE, SMALL, CPU)})) == [
         "slope",
         "intercept",

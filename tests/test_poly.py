@@ -572,7 +572,7 @@ def test_figures_are_the_pages_charts_and_compare_runs():
     base = execute(as_posted(epochs=100))
     mine = execute(as_posted(points=own_points(), basis="legendre", reduction="mean", lr=0.5, epochs=100))
     figs = charts.figures({"current": base, "as-posted": base, "pin 1": mine})
-    assert list(figs) == ["fit", "loss", "scan", "eigenvalues", "coefficients"]
+    assert list(figs) == ["fit", "loss", "sharpness", "scan", "eigenvalues", "coefficients"]
 
     def domain(chart):
         spec = json.dumps(chart.to_dict())

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from core.charts import E_LABEL, colors, finish, log_axis, long_runs, thin
+from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
 GRID_COLUMNS = 8
@@ -22,6 +23,7 @@ def figures(runs: Mapping[str, RunResult]) -> dict:
     current = next(iter(runs.values()))
     return {
         "loss": loss_chart(runs),
+        "sharpness": sharpness_.chart(runs),
         "accuracy": accuracy_chart(runs),
         "grad_norm": grad_norm_chart(runs),
         "update_ratio": update_ratio_chart(runs),

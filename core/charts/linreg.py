@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, loss_chart, thin
+from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
 SHUFFLE = ("shuffled", "not shuffled")  # told apart by line style; runs by colour
@@ -57,6 +58,7 @@ def figures(runs: Mapping[str, RunResult], details: Mapping[str, RunResult] | No
         out |= {
             "fit": fit_chart(details, "The data, the last batch and the fitted line", order=order),
             "loss": loss(details, order=order),
+            "sharpness": sharpness_.chart(details, order=order),
             "pairs": pairs_chart(current),
             "meant": meant_chart(current),
         }

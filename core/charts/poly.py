@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, long_runs, thin
+from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
 OPTIMUM = "least squares"  # the closed-form fit's series name
@@ -296,6 +297,7 @@ def figures(runs: Mapping[str, RunResult]) -> dict:
     return {
         "fit": fit_chart(runs),
         "loss": loss_chart(runs),
+        "sharpness": sharpness_.chart(runs, x_title="epoch"),
         "scan": scan_chart(current),
         "eigenvalues": eigen_chart(runs),
         "coefficients": coefficient_chart(runs),

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, long_runs, loss_chart, thin
+from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
 
@@ -119,6 +120,7 @@ def figures(runs: Mapping[str, RunResult]) -> dict:
     return {
         "fit": fit_chart(runs),
         "loss": loss(runs),
+        "sharpness": sharpness_.chart(runs),
         "units": units_chart(runs),
         "saturation": saturation_chart(runs),
         "preact": preact_chart(runs),
