@@ -27,6 +27,7 @@ from core.train import History, Progress, RunResult, history_frame, train
 X_MIN, X_MAX = -1.0, 9.0  # the posted range: rand * 10 - 1
 NOISE_STD = 0.05  # N(0,1)/20: a perfect fit has this RMSE against the noisy targets
 SHARPNESS_MEASUREMENTS = 60  # steps whose sharpness is measured: every 50th of the posted 3000 (bench/sharpness.py)
+SHARPNESS_EVERY_AT_LEAST = 50  # and never more often: a measurement costs ~8 steps, so short runs measure less
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
         [lambda: loss_of(forward(params, x, config, plain=True)[0], y, config.loss)],
         list(params.values()),
         optimizer,
-        every=curvature.every_for(config.steps, SHARPNESS_MEASUREMENTS),
+        every=curvature.every_for(config.steps, sharpness_measurements(config.steps)),
         steps=config.steps,
         seed=config.seed,
     )
@@ -435,6 +436,12 @@ def diagnose(config: SineConfig, result: RunResult) -> list[Finding]:
     return found
 
 
+def sharpness_measurements(steps: int) -> int:
+    """How many steps the sharpness is measured on: SHARPNESS_MEASUREMENTS, at most one every
+    SHARPNESS_EVERY_AT_LEAST steps (at least 2: the start and the end)."""
+    return max(2, min(SHARPNESS_MEASUREMENTS, steps // SHARPNESS_EVERY_AT_LEAST))
+
+
 def cost(config: SineConfig) -> Cost:
     """Seconds on the 2-core CPU, from step times measured there: per step a fixed part, the
     activations (n x every hidden width: tanh dominates), the hidden-to-hidden matmuls, and the
@@ -442,7 +449,8 @@ def cost(config: SineConfig) -> Cost:
     n, widths = size(config), config.hidden
     weights = sum(a * b for a, b in itertools.pairwise((1, *widths, 1)))
     step = 1.5e-4 + 2.5e-9 * n * sum(widths) + 1e-10 * n * (weights - widths[0] - widths[-1]) + 3e-9 * weights
-    return Cost(0.3 + config.steps * step, "steps")
+    sharpness = 8 * sharpness_measurements(config.steps) + 16  # Hessian-vector products, in steps (the first: cold)
+    return Cost(0.3 + (config.steps + sharpness) * step, "steps")
 
 
 def reference(config: SineConfig) -> SineConfig:

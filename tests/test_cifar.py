@@ -199,8 +199,11 @@ def test_the_rule_gives_back_the_as_posted_run(table):
 
 def test_the_posters_partial_fixes_fall_in_between(table):
     low, high = late(table["x255"]), late(table["as-posted"])
-    for name in ("x255-lr", "x255-init-lr", "x255-lr2"):
+    for name in ("x255-lr", "x255-lr2"):
         assert low + 0.05 < late(table[name]) < high - 0.01, (name, late(table[name]))
+    # the post: "initial weights / 255 plus lr / 255 brought the accuracy back": well above x255, at most
+    # about as-posted (measured 0.468 against 0.4775 in CI on 2026-11-30, where 1 point below was asked)
+    assert low + 0.05 < late(table["x255-init-lr"]) < high + 0.01, late(table["x255-init-lr"])
 
 
 def test_the_table_frame_and_chart(table):
