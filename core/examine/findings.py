@@ -289,11 +289,10 @@ def saturated(m, losses):
     # reaching large targets); a finding needs them flat from the start, or a loss that did not fall.
     finite = [v for _, v in losses if math.isfinite(v)]
     learned = len(finite) >= 10 and statistics.median(finite[-5:]) <= LEARNED * statistics.median(finite[:3])
-    stalled = not learned
     for site, rows in shares.items():
         med = statistics.median(v for _, v in rows)
         from_start = min(v for _, v in rows[:3]) >= SATURATED_SHARE
-        if med >= SATURATED_SHARE and len(rows) >= 3 and (from_start or stalled):
+        if med >= SATURATED_SHARE and len(rows) >= 3 and (from_start or not learned):
             first = next(s for s, v in rows if v >= SATURATED_SHARE)
             limit = "|tanh| > 0.97" if m.site_kind.get(site) == "tanh" else "sigmoid < 0.015 or > 0.985"
             return Finding(
