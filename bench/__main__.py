@@ -71,7 +71,9 @@ def run_one(name: str, repeat: int) -> dict:
     from core.threads import available_cores
 
     cores = available_cores()
-    mod = importlib.import_module(f"bench.{name}")
+    from core import registry
+
+    mod = registry.get(name).bench or importlib.import_module(f"bench.{name}")  # TRANSITION: until every case has one
     state = mod.setup()
     default_threads = cores  # what a user's script gets: torch's default, one thread per core
 

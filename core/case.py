@@ -1,9 +1,11 @@
-"""What a case is: the one record that pages, the CLI and the tests read.
+"""What a case is: the one record that pages, the CLI, the benchmark and the tests read.
 
-Each case module defines a frozen config dataclass, its named presets, its settings
-(range and help for every config field), one `run(config, device, on_progress=None)`
-function, and optionally `check(config)` for rules that span several settings, and
-exposes them as one `Case` named `CASE`.
+Each case is one folder, `core/cases/<name>/`: a frozen config dataclass whose fields are
+declared once with `knob` (core/settings.py), its named presets, one
+`run(config, device, on_progress=None)` function, its diagnosis, its charts, its standalone
+script and its benchmark, each in a small file of its own. `__init__.py` wires them into one
+`Case` named `CASE`, and `core/registry.py` lists it. Everything a page or the CLI needs from a
+case is a field here: nothing is looked up by name or by file path.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from core import settings as st_
 from core.settings import Setting, SettingError
+
+Runs = Mapping[str, Any]  # run name ("current", "as-posted", pins) -> RunResult, in drawing order
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,18 @@ class Case:
     page: str  # the page file, e.g. "pages/1_Sine_fit.py"
     config_cls: type
     presets: Mapping[str, Any]  # name -> config; "as-posted" and "fixed" always exist
-    settings: tuple[Setting, ...]
     run: Callable[..., Any]  # run(config, device, on_progress=None) -> RunResult
+    # (config, result) -> [Finding]: what the measurements show, each with the settings that fix it
+    diagnose: Callable[[Any, Any], list[Finding]] = lambda config, result: []
+    # runs -> {name: alt.Chart}: the page's charts, which an exported figure also uses
+    figures: Callable[[Runs], Mapping[str, Any]] | None = None
+    # the standalone script, a module that imports nothing from this project: `main(config: dict) ->
+    # (history, metrics)` and a CONFIG block that the export rewrites; the tests' oracle
+    script: Any = None
+    # the case's benchmark, a module with the protocol bench/__init__.py describes (posted vs app paths)
+    bench: Any = None
+    # (config, device, on_progress=None) -> RunResult of the learning-rate range test (None: the case has none)
+    lr_find: Callable[..., Any] | None = None
     check: Callable[[Any], list[str]] = lambda config: []  # cross-setting rules -> messages
     heavy: Callable[[Any], bool] = lambda config: False  # big enough to use several threads?
     serial: Callable[[Any], bool] = lambda config: False  # bound by the interpreter lock: queue, do not share it
@@ -69,6 +83,7 @@ class Case:
     # config -> (config, notes): a link's clash between settings that the case resolves itself, keeping the
     # rest of the link (each note says what it changed); None: a clash falls back to the preset
     settle: Callable[[Any], tuple[Any, list[str]]] | None = None
+    settings: tuple[Setting, ...] = ()  # derived from the config's knobs
 
     def comparison(self, config: Any) -> Any | None:
         """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""
@@ -76,10 +91,8 @@ class Case:
         return None if ref is None or ref == config else ref
 
     def __post_init__(self):
-        fields = [f.name for f in dataclasses.fields(self.config_cls)]
-        described = [s.name for s in self.settings]
-        if fields != described:
-            raise TypeError(f"{self.name}: settings {described} do not match config fields {fields}")
+        if not self.settings:  # TRANSITION: until every case declares its fields with knob()
+            object.__setattr__(self, "settings", st_.settings_of(self.config_cls))
         for need in ("as-posted", "fixed"):
             if need not in self.presets:
                 raise TypeError(f"{self.name}: missing preset {need!r}")
@@ -92,7 +105,8 @@ class Case:
         raise SettingError(name, f"unknown setting for case {self.name}; settings are: {known}")
 
     def kind(self, name: str) -> str:
-        return self.setting(name).kind or st_.kind_of(st_.defaults(self.config_cls)[name])
+        s = self.setting(name)
+        return s.kind or st_.kind_of(st_.defaults(self.config_cls)[name], s.choices)
 
     def errors(self, config: Any) -> list[str]:
         """Every problem with `config`, each naming its setting; [] when it may run."""

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from core import cifar_data, curvature, lrfind, nets
+from core import cifar_data, curvature, lrfind, rng
 from core import device as device_
 from core.case import Case, Cost, Finding
 from core.settings import Setting, SettingError
@@ -194,7 +194,7 @@ def init_params(config: CifarConfig, n_classes: int) -> dict[str, torch.Tensor]:
     """nn.Linear(3072, hidden) and nn.Linear(hidden, n_classes) as PyTorch initialises them
     (weights (out, in) and biases ~ U(±1/sqrt(fan_in)), drawn in nn.Linear's order) from the
     run's own generator, then each layer's weights times its init scale (biases untouched)."""
-    g = nets.generator(config.seed, 1)
+    g = rng.generator(config.seed, 1)
     params = {}
     sizes = ((cifar_data.PIXELS, config.hidden), (config.hidden, n_classes))
     scales = (config.layer1_init_scale, config.layer2_init_scale)
@@ -364,7 +364,7 @@ def batcher(data: Data, config: CifarConfig, stats, device: torch.device) -> Cal
     run's own generator, cut into batches as a shuffling DataLoader cuts them (the last may be smaller)."""
     n, B = len(data.train_y), config.batch_size
     per_epoch = math.ceil(n / B)
-    g = nets.generator(config.seed, 2)  # the batch order
+    g = rng.generator(config.seed, 2)  # the batch order
     order = [torch.empty(0)]  # this epoch's permutation
 
     def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -510,7 +510,7 @@ def measure_losses(params, data: Data, config: CifarConfig, stats, device: torch
     """The batch sharpness's losses: cross-entropy on SHARPNESS_BATCHES fixed batches of the
     training set (drawn once from the run's stream 3, so the same images at every measurement)."""
     n, B = len(data.train_y), config.batch_size
-    order = torch.randperm(n, generator=nets.generator(config.seed, 3))[: SHARPNESS_BATCHES * B].to(device)
+    order = torch.randperm(n, generator=rng.generator(config.seed, 3))[: SHARPNESS_BATCHES * B].to(device)
     batches = [order[i : i + B] for i in range(0, len(order), B)]
 
     def loss_on(idx: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -631,7 +631,7 @@ def one_step(config: CifarConfig, data: Data, idx: torch.Tensor, device: torch.d
 
 def first_batch(config: CifarConfig, n: int, device: torch.device) -> torch.Tensor:
     """The indices of the run's first batch (the same draw as its first epoch's permutation)."""
-    return torch.randperm(n, generator=nets.generator(config.seed, 2))[: config.batch_size].to(device)
+    return torch.randperm(n, generator=rng.generator(config.seed, 2))[: config.batch_size].to(device)
 
 
 def first_step(config: CifarConfig, data: Data, device: torch.device) -> dict[str, float]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import nets, paths
+from core import paths, rng
 from core.paths import DATA_DIR_ENV
 from core.settings import SettingError
 
@@ -423,7 +423,7 @@ def synthetic(n: int, seed: int, chunk: int = 2000) -> tuple[torch.Tensor, torch
     """n synthetic images (n, 3072) uint8 and their labels (n,), balanced over the 10 classes
     in a random order, from a generator of their own. Made in chunks, so the float working
     set stays at `chunk` images (25 MB) whatever n is; about 2 s for 60,000 on one core."""
-    g = nets.generator(seed, 0)
+    g = rng.generator(seed, 0)
     labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
     # pixel noise: rows of one bank, picked at random (drawing 184 M normals would take seconds)
     bank = torch.randn(2048, 3, 1024, generator=g).mul_(0.08 * 255)

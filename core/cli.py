@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 from typing import Any
 
@@ -70,19 +69,6 @@ def positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {n})")
     return n
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: tuples to lists, NaN and inf to null (they are not valid JSON)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def parse_sets(sets: list[str]) -> dict[str, str]:
@@ -143,6 +129,8 @@ def cmd_run(args) -> dict[str, Any]:
     }
     if args.history:
         out["history"] = result.history.to_dict(orient="list")
+    from core.export import jsonable
+
     return jsonable(out)
 
 

@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 from pathlib import Path
 from typing import Any
 
 from core.case import Case
-from core.cli import jsonable
 from core.train import RunResult
 
 SCRIPTS = Path(__file__).parent / "scripts"
 BEGIN, END = "# --- settings: written by Convergence Clinic's export\n", "# --- end of settings\n"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: tuples to lists, NaN and inf to null (they are not valid JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def versions() -> dict[str, str]:
@@ -62,7 +75,10 @@ def record_json(case: Case, config: Any, result: RunResult) -> str:
 def script(case: Case, config: Any) -> str:
     """The standalone script of `case` with `config`'s settings written in."""
     case.validate(config)
-    text = (SCRIPTS / f"{case.name}.py").read_text()
+    if case.script is not None:
+        text = Path(case.script.__file__).read_text()
+    else:  # TRANSITION: until every case names its script
+        text = (SCRIPTS / f"{case.name}.py").read_text()
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     lines = [

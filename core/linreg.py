@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from core import curvature, nets
+from core import curvature, nets, rng
 from core.case import Case, Cost, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
@@ -139,7 +139,7 @@ def make_data(config: LinregConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """
     n = config.n_points
     x = torch.linspace(0, 1, n).unsqueeze(1)  # (n, 1)
-    noise = torch.randn(n, 1, generator=nets.generator(config.seed, 0)) * config.noise  # (n, 1)
+    noise = torch.randn(n, 1, generator=rng.generator(config.seed, 0)) * config.noise  # (n, 1)
     y = config.slope * x + config.intercept + noise  # (n, 1)
     if config.target_shape == "as-posted":
         y = y.unsqueeze(1)  # (n, 1, 1), as the posted noise.unsqueeze(1) makes it
@@ -149,7 +149,7 @@ def make_data(config: LinregConfig) -> tuple[torch.Tensor, torch.Tensor]:
 def init_line(seed: int) -> tuple[float, float]:
     """nn.Linear(1, 1)'s default init (weight and bias from U(-1, 1)), from the run's own generator.
     Every batch size starts from this line, so the batch size is the only thing that differs."""
-    w, b = nets.init_layer(1, 1, bias=True, init="default", generator=nets.generator(seed, 1))
+    w, b = nets.init_layer(1, 1, bias=True, init="default", generator=rng.generator(seed, 1))
     return float(w), float(b)
 
 
@@ -283,7 +283,7 @@ def measurement_batches(config: LinregConfig) -> list[torch.Tensor]:
     different curvature)."""
     n, bs = config.n_points, config.batch_size
     if config.shuffle == "true":
-        order = torch.randperm(n, generator=nets.generator(config.seed, 3))
+        order = torch.randperm(n, generator=rng.generator(config.seed, 3))
         return [order[i * bs : (i + 1) * bs] for i in range(min(SHARPNESS_BATCHES, n // bs))]
     full = n // bs  # the full batches of an epoch
     picks = np.unique(np.linspace(0, full - 1, SHARPNESS_BATCHES).round().astype(int)) if full else []
@@ -869,6 +869,6 @@ class LineFunction(Dataset):
 
 def posted_dataset(config: LinregConfig) -> LineFunction:
     """The post's Dataset for these settings (the oracle of the tests, the benchmark's posted side)."""
-    gen = nets.generator(config.seed, 0)
+    gen = rng.generator(config.seed, 0)
     fixed = config.target_shape == "fixed"
     return LineFunction(config.slope, config.intercept, config.n_points, noise=config.noise, generator=gen, fixed=fixed)

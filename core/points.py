@@ -77,6 +77,27 @@ def parse_file(path: str) -> Points:
     return parse_csv(paths.read_limited(paths.allowed(path, NAME), MAX_BYTES, NAME))
 
 
+def check_value(value: object) -> None:
+    """A points value as a config holds it: a tuple of at most MAX_ROWS finite (x, y) pairs."""
+
+    def pair(p: object) -> bool:
+        return isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)
+
+    ok = isinstance(value, tuple) and all(pair(p) and all(math.isfinite(v) for v in p) for p in value)
+    if not ok or len(value) > MAX_ROWS:
+        raise SettingError(NAME, f"must be at most {MAX_ROWS:,} (x, y) pairs of finite numbers")
+
+
+# what a `points` knob says besides its default and help (core/settings.py): a link never carries it
+RULES = {
+    "kind": "points",
+    "in_url": False,
+    "parser": parse_file,
+    "checker": check_value,
+    "described": "a CSV file: two numeric columns x, y (empty: the posted data)",
+}
+
+
 def check(points: Points, min_distinct: int) -> list[str]:
     """Cross-setting rule for a case: enough distinct x values."""
     distinct = len({x for x, _ in points})

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from numpy.polynomial import Legendre, Polynomial
 
-from core import curvature, lrfind, nets, points
+from core import curvature, lrfind, nets, points, rng
 from core.case import Case, Cost, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
@@ -103,8 +103,7 @@ SETTINGS = (
         "points",
         "your own (x, y) points instead of sin(x): n_points, x_min, x_max and noise are then ignored, and the "
         "centered and legendre bases map your x range to [-1, 1]",
-        kind="points",
-        in_url=False,
+        **points.RULES,
     ),
     Setting(
         "basis",
@@ -142,7 +141,7 @@ def make_data(config: PolyConfig) -> tuple[np.ndarray, np.ndarray]:
     x = np.linspace(config.x_min, config.x_max, config.n_points)
     y = np.sin(x)
     if config.noise > 0:
-        g = nets.generator(config.seed, 0)
+        g = rng.generator(config.seed, 0)
         y = y + config.noise * torch.randn(config.n_points, generator=g, dtype=torch.float64).numpy()
     return x, y
 
@@ -264,7 +263,7 @@ def init_weights(config: PolyConfig) -> np.ndarray:
     `default` draws exactly what nn.Linear(degree, 1) draws from the same generator state."""
     if config.init == "zeros":
         return np.zeros(config.degree + 1)
-    w, b = nets.init_layer(config.degree, 1, bias=True, init="default", generator=nets.generator(config.seed, 1))
+    w, b = nets.init_layer(config.degree, 1, bias=True, init="default", generator=rng.generator(config.seed, 1))
     return torch.cat([w[:, 0], b]).double().numpy()
 
 

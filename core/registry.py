@@ -1,12 +1,12 @@
-"""The case registry, in case order. Importing it imports torch and every case module."""
+"""The case registry, in case order: one line per case. Importing it imports torch and every case."""
 
 from __future__ import annotations
 
 import types
 from collections.abc import Mapping
 
-from core import cifar, linreg, poly, sine
 from core.case import Case
+from core.cases import cifar, linreg, poly, sine
 from core.settings import SettingError
 
 CASES: Mapping[str, Case] = types.MappingProxyType(

@@ -1,9 +1,14 @@
 """Settings: what each knob of a case is, how text becomes a value, and what is allowed.
 
-A case's config is a frozen dataclass; its fields give each setting's name, type and
-default. A `Setting` adds what the dataclass cannot say: the allowed range or choices
-and one line of help. Pages, the CLI and validation all read the same `Setting`s, so a
-bad value gets the same message everywhere: the setting's name and what is allowed.
+A case's config is a frozen dataclass whose fields are declared once, with `knob`:
+
+    n_points: int = knob(4000, "training points", lo=10, hi=100_000)
+
+The field gives the setting's name, type and default; the knob adds what the dataclass
+cannot say: the allowed range or choices and one line of help. `settings_of(Config)` reads
+them back as `Setting`s, and pages, the CLI, links, validation and the exported script all
+use those, so a bad value gets the same message everywhere: the setting's name and what is
+allowed.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +52,15 @@ class Setting:
     max_len: int | None = None  # for width lists: most entries
     kind: str = ""  # the type, where the default's type does not say it ("points": (x, y) pairs)
     in_url: bool = True  # False for a server path or an upload: a link never carries it (core/paths.py)
+    # for a kind of value that is not text or a number (points): text -> value, and value -> raise SettingError
+    parser: Callable[[str], Any] | None = None
+    checker: Callable[[Any], None] | None = None
+    described: str = ""  # what `allowed` says, for such a kind
 
     def allowed(self, kind: str = "") -> str:
         """The allowed values in words, for messages and `core list`."""
-        if (kind or self.kind) == "points":
-            return "a CSV file: two numeric columns x, y (empty: the posted data)"
+        if self.described:
+            return self.described
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if kind == "bool":
@@ -74,8 +84,25 @@ def _fmt(v: float | None) -> str:
     return f"{v:g}"
 
 
-def kind_of(default: Any) -> str:
-    """The setting's type, read off its default: bool, int, float, choice or widths."""
+def knob(default: Any, help: str, **rules: Any) -> Any:
+    """A config field declared once: its default, one line of help and its rules (`Setting`'s
+    other fields: lo, hi, lo_open, choices, max_len, kind, in_url, parser, checker, described)."""
+    return dataclasses.field(default=default, metadata={"help": help, **rules})
+
+
+def settings_of(config_cls: type) -> tuple[Setting, ...]:
+    """The `Setting` of every field of a config dataclass, in field order, from its `knob`s."""
+    out = []
+    for f in dataclasses.fields(config_cls):
+        if "help" not in f.metadata:
+            raise TypeError(f"{config_cls.__name__}.{f.name} is not declared with knob(default, help, ...)")
+        out.append(Setting(f.name, **f.metadata))
+    return tuple(out)
+
+
+def kind_of(default: Any, choices: tuple[str, ...] = ()) -> str:
+    """The setting's type, read off its default: bool, int, float, choice (a string with choices),
+    text (a string without) or widths."""
     if isinstance(default, bool):
         return "bool"
     if isinstance(default, int):
@@ -83,7 +110,7 @@ def kind_of(default: Any) -> str:
     if isinstance(default, float):
         return "float"
     if isinstance(default, str):
-        return "choice"
+        return "choice" if choices else "text"
     if isinstance(default, tuple):
         return "widths"
     raise TypeError(f"unsupported setting type {type(default).__name__}")
@@ -131,12 +158,10 @@ def parse(setting: Setting, kind: str, text: str) -> Any:
         if not _FLOAT.fullmatch(s):
             raise SettingError(name, f"expected a number such as 0.001 or 1e-3, got {_short(s)}")
         return float(s)
-    if kind == "choice":
+    if kind in ("choice", "text"):
         return s
-    if kind == "points":
-        from core.points import parse_file
-
-        return parse_file(s)
+    if setting.parser is not None:
+        return setting.parser(s)
     if kind == "widths":
         parts = [p.strip() for p in s.split(",")]
         if not s or len(parts) > 64 or any(not _WIDTH.fullmatch(p) for p in parts):
@@ -168,14 +193,12 @@ def check_value(setting: Setting, kind: str, value: Any) -> None:
         if not isinstance(value, bool):
             raise SettingError(name, f"must be true or false (got {value!r})")
         return
-    if kind == "points":
-        from core.points import MAX_ROWS
-
-        ok = isinstance(value, tuple) and all(
-            len(p) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p) for p in value
-        )
-        if not ok or len(value) > MAX_ROWS:
-            raise SettingError(name, f"must be at most {MAX_ROWS:,} (x, y) pairs of finite numbers")
+    if kind == "text":
+        if not isinstance(value, str) or len(value) > 4096 or "\0" in value:
+            raise SettingError(name, f"must be text of at most 4096 characters (got {_short(str(value))})")
+        return
+    if setting.checker is not None:
+        setting.checker(value)
         return
     if kind == "widths":
         if not isinstance(value, tuple) or not value:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import curvature, lrfind, nets, points
+from core import curvature, lrfind, nets, points, rng
 from core.case import Case, Cost, Finding
 from core.settings import Setting
 from core.train import History, Progress, RunResult, history_frame, train
@@ -77,7 +77,7 @@ WHY = {
 
 SETTINGS = (
     Setting("n_points", "training points, x uniform on [-1, 9)", lo=10, hi=100_000),
-    Setting("points", "your own (x, y) points instead of the posted sin(x) data", kind="points", in_url=False),
+    Setting("points", "your own (x, y) points instead of the posted sin(x) data", **points.RULES),
     Setting("hidden", "hidden layer widths, comma-separated (128 or 32,128,32)", lo=1, hi=1024, max_len=6),
     Setting("activation", "activation after each hidden layer", choices=("tanh", "relu", "sigmoid")),
     Setting("output_activation", "activation on the output", choices=("tanh", "identity")),
@@ -97,7 +97,7 @@ SETTINGS = (
 
 def make_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x (n, 1) ~ U[-1, 9), y = sin(x)/2.5 + N(0,1)/20: made in float64 like numpy, then float32."""
-    g = nets.generator(seed, 0)
+    g = rng.generator(seed, 0)
     x = torch.rand(n, 1, generator=g, dtype=torch.float64) * 10 - 1
     y = torch.sin(x) / 2.5 + torch.randn(n, 1, generator=g, dtype=torch.float64) / 20
     return x.float(), y.float()
@@ -131,7 +131,7 @@ def truth(x: np.ndarray) -> np.ndarray:
 
 def init_params(config: SineConfig) -> dict[str, torch.Tensor]:
     """Layer weights (in, out) and biases by name, drawn on the CPU from the run's own generator."""
-    g = nets.generator(config.seed, 1)
+    g = rng.generator(config.seed, 1)
     sizes = (1, *config.hidden, 1)
     params = {}
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):

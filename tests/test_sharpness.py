@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from core import cli, curvature, linreg, poly, sine
+from core import cli, curvature, export, linreg, poly, sine
 from core.charts import sharpness as charts
 from core.train import RunResult
 
@@ -99,7 +99,7 @@ def test_sine_measures_on_its_schedule_and_the_cli_json_is_valid():
     assert every >= sine.SHARPNESS_EVERY_AT_LEAST  # a short run measures at most every 50th step
     assert sharp["step"].tolist() == curvature.schedule(config.steps, every).tolist()
     assert result.metrics["stability_limit"] == pytest.approx(2 / config.lr)
-    text = json.dumps(cli.jsonable(dict(result.metrics)), allow_nan=False)
+    text = json.dumps(export.jsonable(dict(result.metrics)), allow_nan=False)
     assert set(json.loads(text)) >= KEYS
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core import nets, registry, runner, sine
+from core import registry, rng, runner, sine
 
 CASE = registry.get("sine")
 SEEDS = range(5)
@@ -138,7 +138,7 @@ def test_init_streams_do_not_depend_on_data_size():
     a = sine.init_params(dataclasses.replace(sine.AS_POSTED, n_points=100))
     b = sine.init_params(sine.AS_POSTED)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert nets.generator(0, 0).initial_seed() != nets.generator(0, 1).initial_seed()
+    assert rng.generator(0, 0).initial_seed() != rng.generator(0, 1).initial_seed()
 
 
 def test_the_live_curve_is_the_charts_mse_not_the_sum(cpu):

@@ -115,7 +115,7 @@ def out_dir(text: str | None) -> Path | None:
 
 
 def write_record(report, folder: Path) -> Path:
-    from core.cli import jsonable
+    from core.export import jsonable
 
     path = folder / f"{Path(report.script).stem}.examine.json"
     path.write_text(json.dumps(jsonable(report.record), allow_nan=False))
@@ -137,7 +137,7 @@ def main(args, script_args: list[str]) -> int:
     if folder is not None:
         print(f"run record: {write_record(report, folder)}")
     if args.json:
-        from core.cli import jsonable
+        from core.export import jsonable
 
         print(json.dumps(jsonable(report.to_dict()), allow_nan=False))
     sys.stdout.flush()
