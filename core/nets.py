@@ -162,4 +162,3 @@ def init_layer(
     else:
         raise ValueError(f"unknown init {init!r}")
     return w, b
-
