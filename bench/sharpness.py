@@ -30,7 +30,9 @@ HEADING = "## The sharpness measurement"
 
 def defaults():
     """case -> (module, config, what in words): the run each page opens on."""
-    from core import cifar, linreg, poly, registry, sine
+    from core import cifar, linreg, registry, sine
+    from core.cases.poly import config as poly_config
+    from core.cases.poly import sharpness as poly_sharpness
 
     cifar_cfg = registry.get("cifar").page_preset("as-posted")
     if os.environ.get("CLINIC_OFFLINE") == "1":
@@ -38,7 +40,7 @@ def defaults():
     return {
         "sine": (sine, sine.AS_POSTED, "as-posted: 3000 full-batch steps"),
         "cifar": (cifar, cifar_cfg, f"as-posted quick view ({cifar_cfg.dataset}): 400 steps of 250"),
-        "poly": (poly, poly.AS_POSTED, "as-posted: the 29-rate scan, 1000 epochs"),
+        "poly": (poly_sharpness, poly_config.AS_POSTED, "as-posted: the 29-rate scan, 1000 epochs"),
         "linreg": (linreg, linreg.detail_config(linreg.AS_POSTED), "as-posted detail run: 10,000 Adam steps, B = 10"),
     }
 

@@ -1,11 +1,10 @@
 """Case 3: fitting a polynomial with nn.Linear crawls, or explodes."""
 
-import math
-
 import streamlit as st
 
-from core import poly, registry, ui
-from core.charts import poly as charts
+from core import registry, ui
+from core.cases.poly import charts, descend, diagnose
+from core.cases.poly.config import ADAM_RATIO, AS_POSTED_LOSS, LR_FIND_EXPLOSION, NOTE, OPTIMUM_LOSS, STANDARDIZED_LOSS
 
 case = registry.get("poly")
 ui.page(case.short, case.emoji)
@@ -17,7 +16,7 @@ st.markdown(
     "iterations*, and *any learning rate above about 1e-4 diverging to infinity at once*, while a hand-written "
     "version reached 1e-6."
 )
-st.info(poly.NOTE, icon="ℹ️")
+st.info(NOTE, icon="ℹ️")
 
 ui.init_settings(case)
 with st.sidebar:
@@ -58,38 +57,9 @@ reference = case.comparison(config)
 if reference is not None:
     runs["as-posted"] = ui.run(case, reference, device, label="The as-posted run, for comparison")
 m = result.metrics
-limit_name = charts.limit_label(config.optimizer)
-limit = m["max_stable_lr_momentum"] if config.optimizer == "momentum" else m["max_stable_lr"]
-
-cols = st.columns(5)
-cols[0].metric(
-    "Final loss",
-    f"{m['final_loss']:.4g}" if not m["diverged"] else "diverged",
-    delta=f"{m['loss_ratio']:.3g}× the optimum" if math.isfinite(m["loss_ratio"]) else None,
-    delta_color="off",
-    delta_arrow="off",
-    help=f"{config.reduction} of squared errors at the last epoch",
-)
-cols[1].metric(
-    "Least-squares loss",
-    f"{m['closed_form_loss']:.4g}",
-    help="The closed-form fit (torch.linalg.lstsq in float64) with the same reduction: the best any run can do.",
-)
-cols[2].metric(
-    "Condition number κ",
-    f"{m['condition_number']:.3g}",
-    help="λmax / λmin of the loss's Hessian. Plain gradient descent needs on the order of κ epochs.",
-)
-cols[3].metric(
-    "Largest stable lr",
-    f"{limit:.3g}",
-    delta=limit_name,
-    delta_color="off",
-    delta_arrow="off",
-    help="Plain gradient descent diverges along the steepest direction above 2/λmax; heavy-ball momentum β "
-    "moves the limit to 2(1+β)/λmax. Adam and L-BFGS have no such simple limit.",
-)
-cols[4].metric("Epochs run", f"{m['epochs_run']:,}", help=f"{result.seconds:.2f} s on {result.device}")
+limit, limit_name = diagnose.stability_limit(config, m)
+for col, card in zip(st.columns(5), charts.cards(config, result), strict=True):
+    col.metric(**card)
 if m["diverged"]:
     st.warning(
         f"The loss overflowed at epoch {m['diverged_at']}: the run diverged, and there is no fitted polynomial "
@@ -148,26 +118,30 @@ with right:
     st.dataframe(charts.coefficient_text(runs), width="stretch")
 
 st.subheader("Diagnosis")
-ui.findings(case, poly.diagnose(config, result), config)
+ui.findings(case, case.diagnose(config, result), config)
+(lo1, hi1), (lo10, hi10) = AS_POSTED_LOSS[1000], AS_POSTED_LOSS[10_000]
 st.caption(
-    "Measured over seeds 0-4: as posted, the loss is 3-17 after 1000 epochs and 0.4-2.5 after 10,000 (the "
-    "post's *about 1*), five orders of magnitude above the least-squares optimum 1.8e-5; 0.99·(2/λmax) is stable "
-    "and 1.01·(2/λmax) diverges in every seed. Re-based on z-scored powers the same SGD ends near 0.003, on powers "
-    "of x mapped to [-1, 1] at the optimum by 10,000 epochs, and on Legendre polynomials (`fixed`) at the optimum "
-    "within a few hundred, in float32. Adam on the raw powers ends 200-13,000× above it; L-BFGS reaches it in "
-    "float64 but stalls in float32 for some seeds."
+    f"Measured over seeds 0-4: as posted, the loss is {lo1:g}-{hi1:g} after 1000 epochs and {lo10:g}-{hi10:g} "
+    f"after 10,000 (the post's *about 1*), five orders of magnitude above the least-squares optimum "
+    f"{OPTIMUM_LOSS:.2g}; 0.99·(2/λmax) is stable and 1.01·(2/λmax) diverges in every seed. Re-based on "
+    f"z-scored powers the same SGD ends near {STANDARDIZED_LOSS:g}, on powers of x mapped to [-1, 1] at "
+    "the optimum by 10,000 epochs, and on Legendre polynomials (`fixed`) at the optimum within a few hundred, in "
+    f"float32. Adam on the raw powers ends {ADAM_RATIO[0]:,}-{ADAM_RATIO[1]:,}× above it; "
+    "L-BFGS reaches it in float64 but stalls in float32 for some seeds."
 )
 if config.optimizer == "lbfgs":
     st.caption("The learning-rate range test does not apply to L-BFGS: it picks its own step length by a line search.")
 elif config.optimizer == "adam":  # no analytic limit to draw
-    ui.lr_finder(case, config, device, poly.lr_find)
+    ui.lr_finder(case, config, device, case.lr_find)
 else:
-    ui.lr_finder(case, config, device, poly.lr_find, limit=limit, limit_label=limit_name)
+    ui.lr_finder(case, config, device, case.lr_find, limit=limit, limit_label=limit_name)
+    f32, f64 = LR_FIND_EXPLOSION["float32"], LR_FIND_EXPLOSION["float64"]
     st.caption(
-        f"The range test's loss explodes just past the dashed {limit_name} (measured: 1.1-1.3× it in float32, "
-        "1.3-1.6× in float64), because the rate keeps growing while the steepest direction climbs back from "
-        "rounding level. Its suggestion, where the loss fell fastest, is where that steepest direction was being "
-        "absorbed: it says nothing about the flat directions, which need a better basis rather than another rate."
+        f"The range test's loss explodes just past the dashed {limit_name} (measured: {f32[0]:g}-{f32[1]:g}× it in "
+        f"float32, {f64[0]:g}-{f64[1]:g}× in float64), because the rate keeps growing while the steepest direction "
+        "climbs back from rounding level. Its suggestion, where the loss fell fastest, is where that steepest "
+        "direction was being absorbed: it says nothing about the flat directions, which need a better basis rather "
+        "than another rate."
     )
 ui.downloads(case, config, result, figures)
-ui.show_code(poly.descend, poly.posted_loop)
+ui.show_code(descend.descend, case.script.main)

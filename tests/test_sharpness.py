@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from core import cli, curvature, export, linreg, poly, sine
+from core import cli, curvature, export, linreg, sine
+from core.cases.poly import config as poly_config
+from core.cases.poly.run import run as poly_run
 from core.charts import sharpness as charts
 from core.train import RunResult
 
@@ -20,7 +22,7 @@ KEYS = {"sharpness_max", "sharpness_final", "stability_limit", "crossed_at"}
 
 @pytest.fixture(scope="module")
 def poly_posted():
-    return poly.run(poly.AS_POSTED, CPU)
+    return poly_run(poly_config.AS_POSTED, CPU)
 
 
 def test_poly_as_posted_measures_the_analytic_lambda_max(poly_posted):
@@ -30,25 +32,25 @@ def test_poly_as_posted_measures_the_analytic_lambda_max(poly_posted):
     assert m["sharpness_max"] == pytest.approx(m["lambda_max"], rel=1e-3)
     assert m["sharpness_final"] == pytest.approx(m["lambda_max"], rel=1e-3)
     assert 2 / m["sharpness_max"] == pytest.approx(1.6228e-6, rel=1e-3)  # as the post's thread works it out
-    assert m["stability_limit"] == pytest.approx(2 / poly.AS_POSTED.lr) and m["crossed_at"] is None
+    assert m["stability_limit"] == pytest.approx(2 / poly_config.AS_POSTED.lr) and m["crossed_at"] is None
     sharp = poly_posted.frames["sharpness"]
-    assert sharp["step"].iloc[0] == 1 and sharp["step"].iloc[-1] == poly.AS_POSTED.epochs
+    assert sharp["step"].iloc[0] == 1 and sharp["step"].iloc[-1] == poly_config.AS_POSTED.epochs
     column = poly_posted.history["sharpness"]
-    assert column.notna().sum() == len(sharp) and column.isna().sum() == poly.AS_POSTED.epochs - len(sharp)
+    assert column.notna().sum() == len(sharp) and column.isna().sum() == poly_config.AS_POSTED.epochs - len(sharp)
 
 
 @pytest.mark.parametrize("preset", ["fixed", "lr-2e-6"])
 def test_poly_other_bases_and_rates_match_too(preset):
-    config = poly.PRESETS[preset]
-    m = poly.run(config, CPU).metrics
+    config = poly_config.PRESETS[preset]
+    m = poly_run(config, CPU).metrics
     assert m["sharpness_max"] == pytest.approx(m["lambda_max"], rel=1e-3)
     if preset == "lr-2e-6":  # above 2/λmax from the first step
         assert m["crossed_at"] == 1 and m["diverged"]
 
 
 def test_poly_adam_meets_its_line_preconditioned():
-    config = dataclasses.replace(poly.PRESETS["adam"], epochs=2000)
-    m = poly.run(config, CPU).metrics
+    config = dataclasses.replace(poly_config.PRESETS["adam"], epochs=2000)
+    m = poly_run(config, CPU).metrics
     assert m["stability_limit"] == pytest.approx(38 / config.lr)
     assert 0 < m["sharpness_max"] < 1.1 * m["stability_limit"]
 

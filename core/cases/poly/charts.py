@@ -3,12 +3,15 @@ eigenvalues, the learning-rate scan, and the coefficients."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.cases.poly.config import PolyConfig
+from core.cases.poly.diagnose import limit_label, stability_limit
 from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, long_runs, thin
 from core.charts import sharpness as sharpness_
 from core.train import RunResult
@@ -168,9 +171,41 @@ def eigen_chart(runs: Mapping[str, RunResult]):
     return finish(chart, "Hessian eigenvalues", height=60 + 45 * len(order))
 
 
-def limit_label(optimizer: str) -> str:
-    """The name of the stability limit of plain (heavy-ball) gradient descent."""
-    return "2(1+β)/λmax" if optimizer == "momentum" else "2/λmax"
+def cards(config: PolyConfig, result: RunResult) -> list[dict]:
+    """The page's five metric cards (st.metric's arguments), from the run's metrics."""
+    m = result.metrics
+    limit, limit_name = stability_limit(config, m)
+    ratio = f"{m['loss_ratio']:.3g}× the optimum" if math.isfinite(m["loss_ratio"]) else None
+    off = {"delta_color": "off", "delta_arrow": "off"}
+    return [
+        dict(
+            label="Final loss",
+            value=f"{m['final_loss']:.4g}" if not m["diverged"] else "diverged",
+            delta=ratio,
+            help=f"{config.reduction} of squared errors at the last epoch",
+            **off,
+        ),
+        dict(
+            label="Least-squares loss",
+            value=f"{m['closed_form_loss']:.4g}",
+            help="The closed-form fit (torch.linalg.lstsq in float64) with the same reduction: the best any run "
+            "can do.",
+        ),
+        dict(
+            label="Condition number κ",
+            value=f"{m['condition_number']:.3g}",
+            help="λmax / λmin of the loss's Hessian. Plain gradient descent needs on the order of κ epochs.",
+        ),
+        dict(
+            label="Largest stable lr",
+            value=f"{limit:.3g}",
+            delta=limit_name,
+            help="Plain gradient descent diverges along the steepest direction above 2/λmax; heavy-ball momentum "
+            "β moves the limit to 2(1+β)/λmax. Adam and L-BFGS have no such simple limit.",
+            **off,
+        ),
+        dict(label="Epochs run", value=f"{m['epochs_run']:,}", help=f"{result.seconds:.2f} s on {result.device}"),
+    ]
 
 
 def scan_chart(result: RunResult):

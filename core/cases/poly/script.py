@@ -2,7 +2,8 @@
 
 A standalone reproduction of one run with plain PyTorch (and numpy): nothing from the
 Convergence Clinic project. Run it with `python this_file.py`; it prints the run's final
-metrics as one JSON line, the same metrics the app shows.
+metrics as one JSON line, the same metrics the app shows. `main(config)` returns them with the
+loss of each epoch: the app's tests and benchmark use it as their reference.
 
 The posted pipeline: the features of x (x^4, x^3, x^2, x as posted) into nn.Linear(degree, 1),
 whose bias is the constant term; nn.MSELoss; torch.optim; full batch, one step per epoch. The
@@ -114,6 +115,8 @@ def jsonable(v):
 
 
 def main(c):
+    """One run of the posted pipeline with settings `c` -> (history, metrics): the loss of each epoch up to
+    the first non-finite one, and the run's final metrics (NaN and inf as floats)."""
     dtype = DTYPES[c["dtype"]]
     x, y = make_data(c)
     a64 = np.hstack([features(c, x), np.ones((len(x), 1))])  # (n, p): features and nn.Linear's bias
@@ -196,8 +199,9 @@ def main(c):
         # the limit drawn on the app's learning-rate scan (plain SGD for L-BFGS; none for Adam)
         "scan_limit": {"adam": math.nan, "momentum": 2 * (1 + beta) / lam_max}.get(c["optimizer"], 2 / lam_max),
     }
-    print(json.dumps({k: jsonable(v) for k, v in metrics.items()}))
+    return {"epoch": list(range(1, len(losses) + 1)), "loss": losses}, metrics
 
 
 if __name__ == "__main__":
-    main(CONFIG)
+    history, metrics = main(CONFIG)
+    print(json.dumps({k: jsonable(v) for k, v in metrics.items()}))
