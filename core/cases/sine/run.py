@@ -1,8 +1,6 @@
-"""Case 1: a shallow tanh network fits sin(x) badly (Cross Validated question 320289).
+"""Case 1's run: a shallow tanh network fits sin(x) badly (Cross Validated question 320289).
 
-As posted: 4000 points x ~ U[-1, 9), y = sin(x)/2.5 + N(0, 1)/20; layers 1-128-1 with
-tanh after both, no biases, every weight from randn; sum of squared errors; plain
-gradient descent at lr 4e-7 for 3000 full-batch steps. Without biases every hidden unit
+The data, the network, one training run and its measurements, and the range test. Without biases every hidden unit
 computes tanh(w*x), which switches at x = 0, so all the model's detail sits near 0 and
 the rest of the range is a sum of saturated constants; with randn weights the output
 pre-activation has std ~ sqrt(128) ~ 11 and the output tanh is saturated too.
@@ -10,87 +8,16 @@ pre-activation has std ~ sqrt(128) ~ 11 and the output tanh is saturated too.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from core import curvature, lrfind, nets, points, rng
-from core.case import Case, Cost, Finding
-from core.settings import Setting
+from core import curvature, lrfind, nets, rng
+from core.cases.sine.config import LR_RANGE, SineConfig, sharpness_measurements, size, x_range
 from core.train import History, Progress, RunResult, history_frame, train
-
-X_MIN, X_MAX = -1.0, 9.0  # the posted range: rand * 10 - 1
-NOISE_STD = 0.05  # N(0,1)/20: a perfect fit has this RMSE against the noisy targets
-SHARPNESS_MEASUREMENTS = 60  # steps whose sharpness is measured: every 50th of the posted 3000 (bench/sharpness.py)
-SHARPNESS_EVERY_AT_LEAST = 50  # and never more often: a measurement costs ~8 steps, so short runs measure less
-
-
-@dataclass(frozen=True)
-class SineConfig:
-    n_points: int = 4000  # training points, x ~ U[-1, 9)
-    points: tuple[tuple[float, float], ...] = ()  # your own (x, y) points instead (a CSV upload)
-    hidden: tuple[int, ...] = (128,)  # hidden layer widths: 1-128-1 as posted
-    activation: str = "tanh"  # after every hidden layer
-    output_activation: str = "tanh"  # the post puts tanh on the output too
-    bias: bool = False  # the post's layers are weight matrices only
-    init: str = "randn"  # every weight ~ N(0, 1), as posted
-    loss: str = "sse"  # sum of squared errors over all points (not the mean)
-    optimizer: str = "gd"  # hand-written gradient descent
-    lr: float = 4e-7
-    steps: int = 3000  # full-batch steps
-    standardize_x: bool = False  # feed (x - mean) / std instead of raw x
-    seed: int = 0
-
-
-AS_POSTED = SineConfig()
-PRESETS = {
-    "as-posted": AS_POSTED,
-    "as-posted-deep": dataclasses.replace(AS_POSTED, hidden=(32, 128, 32)),
-    # the poster's own fix: a library optimizer; same network and data
-    "answer": dataclasses.replace(AS_POSTED, optimizer="adam", lr=1e-3, loss="l1", steps=1000),
-    # ours: biases (the cure), a sane init and output, a mean loss, a scaled input, Adam
-    "fixed": dataclasses.replace(
-        AS_POSTED,
-        bias=True,
-        init="default",
-        standardize_x=True,
-        output_activation="identity",
-        loss="mse",
-        optimizer="adam",
-        lr=5e-3,  # 1e-2 also fits, but over seeds 0-7 two runs ended at RMSE 0.015-0.023; 5e-3 all below 0.007
-    ),
-}
-
-WHY = {
-    "as-posted": "The code as posted: no biases, std-1 weights, tanh output, a sum loss, plain gradient descent.",
-    "as-posted-deep": "The poster's deeper variant (32-128-32): the same problems, more layers to saturate.",
-    "answer": "The poster's own fix: Adam and an L1 loss on the same network. It helps a little; the biases "
-    "are still missing.",
-    "fixed": "Ours: biases (the cure: units can switch anywhere), PyTorch's init, no output tanh, a mean loss, "
-    "a standardised x and Adam.",
-}
-
-SETTINGS = (
-    Setting("n_points", "training points, x uniform on [-1, 9)", lo=10, hi=100_000),
-    Setting("points", "your own (x, y) points instead of the posted sin(x) data", **points.RULES),
-    Setting("hidden", "hidden layer widths, comma-separated (128 or 32,128,32)", lo=1, hi=1024, max_len=6),
-    Setting("activation", "activation after each hidden layer", choices=("tanh", "relu", "sigmoid")),
-    Setting("output_activation", "activation on the output", choices=("tanh", "identity")),
-    Setting("bias", "give every layer a bias"),
-    Setting("init", "weight init: randn (std 1, as posted), default (PyTorch's), xavier", choices=nets.INITS),
-    Setting("loss", "sse (sum of squares, as posted), mse (mean), l1 (mean absolute)", choices=("sse", "mse", "l1")),
-    Setting("optimizer", "gd (plain), momentum (0.9), adam, rmsprop", choices=("gd", "momentum", "adam", "rmsprop")),
-    Setting("lr", "learning rate", lo=0, hi=10, lo_open=True),
-    Setting("steps", "full-batch optimizer steps", lo=1, hi=20_000),
-    Setting("standardize_x", "feed (x - mean) / std to the network instead of raw x"),
-    Setting("seed", "random seed for data and weights", lo=0, hi=2**31 - 1),
-)
-
 
 # ---------------------------------------------------------------------------- data
 
@@ -109,17 +36,6 @@ def data_of(config: SineConfig) -> tuple[torch.Tensor, torch.Tensor]:
         xy = torch.tensor(config.points, dtype=torch.float64)
         return xy[:, :1].float(), xy[:, 1:].float()
     return make_data(config.n_points, config.seed)
-
-
-def size(config: SineConfig) -> int:
-    return len(config.points) or config.n_points
-
-
-def x_range(config: SineConfig) -> tuple[float, float]:
-    if config.points:
-        xs = [x for x, _ in config.points]
-        return min(xs), max(xs)
-    return X_MIN, X_MAX
 
 
 def truth(x: np.ndarray) -> np.ndarray:
@@ -321,11 +237,6 @@ def _result(config, params, history: History, records, record_every, data, scali
     )
 
 
-TRIAL_SHARE = 4  # a range-test candidate is checked on a quarter of the steps: as posted, a tenth ranks
-# 8.9e-7 below 4e-7, a quarter above it, as the full run does (46.2 against 49.9)
-LR_RANGE = (1e-8, 10.0)  # the range test's rates: from far below the posted 4e-7 to far above any sane step
-
-
 def lr_find(config: SineConfig, device: torch.device, on_progress=None) -> RunResult:
     """The learning-rate range test on these settings (300 steps, rate growing exponentially)."""
     _, _, x, y, params, optimizer = _setup(config, device)
@@ -337,149 +248,3 @@ def lr_find(config: SineConfig, device: torch.device, on_progress=None) -> RunRe
     return lrfind.range_test(
         params, optimizer, loss_fn, base_lr=config.lr, lr_min=lo, lr_max=hi, steps=300, on_progress=on_progress
     )
-
-
-def posted_loop(x, y, weights, lr: float, steps: int) -> np.ndarray:
-    """The poster's own loop (Variable and loss.data[0] replaced by today's equivalents):
-    torch.tanh after every layer, the sum of squares, `w.data -= lr * w.grad.data`. The tests'
-    oracle for `run`, and the benchmark's posted side. Returns the loss of every step."""
-    layer_weights = [w.clone().requires_grad_() for w in weights]
-    losses = []
-    for _ in range(steps):
-        y_pred = torch.tanh(x.mm(layer_weights[0]))
-        for w in layer_weights[1:]:
-            y_pred = torch.tanh(y_pred.mm(w))
-        loss = (y_pred - y).pow(2).sum()
-        losses.append(loss.item())
-        loss.backward()
-        for w in layer_weights:
-            w.data -= lr * w.grad.data
-            w.grad.data.zero_()
-    return np.array(losses)
-
-
-# ---------------------------------------------------------------------------- diagnosis
-
-
-def diagnose(config: SineConfig, result: RunResult) -> list[Finding]:
-    """The measured evidence for each problem present in `config`, with the setting change that fixes it."""
-    m = result.metrics
-    found = []
-    width = config.hidden[0]
-    lo, hi = x_range(config)
-    if not config.bias:
-        found.append(
-            Finding(
-                "no-bias",
-                "Every hidden unit switches at x = 0",
-                f"{m['transitions_near_zero']:.0%} of the {width} first-layer units cross zero within 0.5 of "
-                f"x = 0, yet the data runs from {lo:g} to {hi:g}. Without a bias, unit j computes "
-                f"{config.activation}(w_j·x), which can only switch where x = 0: all the detail is crammed "
-                "there and the rest of the range is a sum of saturated constants.",
-                {"bias": True},
-            )
-        )
-    pre_rms, flat = m["initial_output_preact_rms"], m["initial_output_flat_share"]
-    if config.output_activation == "tanh" and flat > 0.1:
-        fan_in = config.hidden[-1]
-        found.append(
-            Finding(
-                "saturated-output",
-                "The output tanh starts saturated",
-                f"At step 1, {flat:.0%} of the points have an output pre-activation |z| > 3, where "
-                f"tanh'(z) = 1 - tanh(z)^2 < 0.01: they pass almost no gradient back. z is a sum of {fan_in} "
-                f"hidden values (mostly ±1) times std-1 weights, typically of size sqrt({fan_in}) = "
-                f"{math.sqrt(fan_in):.1f}; here its RMS over the data is {pre_rms:.1f}.",
-                {"output_activation": "identity", "init": "default"},
-            )
-        )
-    if config.loss == "sse":
-        n = size(config)
-        found.append(
-            Finding(
-                "sum-loss",
-                "A sum loss multiplies the step by n",
-                f"The gradient of a sum over n = {n} points is {n}× the mean's, so lr {config.lr:g} on the sum "
-                f"takes the step of lr {config.lr * n:g} on the mean. Any change of n silently changes the step.",
-                {"loss": "mse", "lr": float(f"{config.lr * n:.3g}")},
-            )
-        )
-    if not config.standardize_x and abs(lo + hi) / 2 > 0.5 * (hi - lo) / math.sqrt(12):
-        found.append(
-            Finding(
-                "uncentred-input",
-                "The input is not centred",
-                f"x spans [{lo:g}, {hi:g}]: its centre {(lo + hi) / 2:g} is far from 0 for its spread "
-                f"(std about {(hi - lo) / math.sqrt(12):.2f}). "
-                "Pre-activations w·x then grow with x, and units saturate further from the origin.",
-                {"standardize_x": True},
-            )
-        )
-    loss = result.history["loss"].to_numpy()
-    if config.optimizer in ("gd", "momentum") and m["rmse_vs_truth"] > 0.02 and len(loss) >= 10:
-        half = loss[len(loss) // 2]
-        found.append(
-            Finding(
-                "slow-descent",
-                "Plain gradient descent crawls",
-                f"Over the second half of the run the loss went from {half:.4g} to {loss[-1]:.4g} "
-                f"({1 - loss[-1] / half:.1%} lower), and the fit is still {m['rmse_vs_truth'] / NOISE_STD:.1f}× "
-                "the noise std away from sin(x)/2.5. One step size for every weight cannot suit both the "
-                "steep and the flat directions of this loss; Adam scales each weight's step.",
-                {"optimizer": "adam", "lr": 5e-3},
-            )
-        )
-    above = curvature.above_line(m, config.lr)
-    if above is not None:
-        evidence, lr = above
-        found.append(Finding("above-stability-line", "lr above the stability line", evidence, {"lr": lr}))
-    return found
-
-
-def sharpness_measurements(steps: int) -> int:
-    """How many steps the sharpness is measured on: SHARPNESS_MEASUREMENTS, at most one every
-    SHARPNESS_EVERY_AT_LEAST steps (at least 2: the start and the end)."""
-    return max(2, min(SHARPNESS_MEASUREMENTS, steps // SHARPNESS_EVERY_AT_LEAST))
-
-
-def cost(config: SineConfig) -> Cost:
-    """Seconds on the 2-core CPU, from step times measured there: per step a fixed part, the
-    activations (n x every hidden width: tanh dominates), the hidden-to-hidden matmuls, and the
-    weights' update; plus the set-up and the final evaluation."""
-    n, widths = size(config), config.hidden
-    weights = sum(a * b for a, b in itertools.pairwise((1, *widths, 1)))
-    step = 1.5e-4 + 2.5e-9 * n * sum(widths) + 1e-10 * n * (weights - widths[0] - widths[-1]) + 3e-9 * weights
-    sharpness = 8 * sharpness_measurements(config.steps) + 16  # Hessian-vector products, in steps (the first: cold)
-    return Cost(0.3 + (config.steps + sharpness) * step, "steps")
-
-
-def reference(config: SineConfig) -> SineConfig:
-    """The run to compare with: the posted settings, on the user's points when there are any."""
-    return dataclasses.replace(AS_POSTED, points=config.points)
-
-
-def check(config: SineConfig) -> list[str]:
-    total = sum(a * b for a, b in itertools.pairwise((1, *config.hidden, 1)))
-    if total * size(config) > 60_000_000:
-        return [f"hidden: the network ({total} weights) times the points ({size(config)}) is too big to train here"]
-    return points.check(config.points, min_distinct=10)
-
-
-CASE = Case(
-    name="sine",
-    short="Sine fit",
-    icon=":material/airwave:",
-    emoji="〰️",
-    why=WHY,
-    title="A shallow tanh network fits sin(x) badly",
-    symptom="The fit wiggles in the first two units of x, then goes flat; the loss curve jumps around.",
-    page="pages/1_Sine_fit.py",
-    config_cls=SineConfig,
-    presets=PRESETS,
-    settings=SETTINGS,
-    run=run,
-    check=check,
-    cost=cost,
-    reference=reference,
-    trial=lambda config, lr: dataclasses.replace(config, lr=lr, steps=max(1, config.steps // TRIAL_SHARE)),
-)
