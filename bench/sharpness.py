@@ -30,9 +30,10 @@ HEADING = "## The sharpness measurement"
 
 def defaults():
     """case -> (module, config, what in words): the run each page opens on."""
-    from core import cifar, linreg, registry, sine
+    from core import cifar, linreg, registry
     from core.cases.poly import config as poly_config
     from core.cases.poly import sharpness as poly_sharpness
+    from core.cases.sine import config as sine  # where its SHARPNESS_MEASUREMENTS lives
 
     cifar_cfg = registry.get("cifar").page_preset("as-posted")
     if os.environ.get("CLINIC_OFFLINE") == "1":

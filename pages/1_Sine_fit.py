@@ -4,10 +4,11 @@ import math
 
 import streamlit as st
 
-from core import registry, sine, ui
-from core.charts import sine as charts
+from core import ui
+from core.cases.sine import CASE as case
+from core.cases.sine import run
+from core.cases.sine.config import AS_POSTED, CLAIM_SEEDS
 
-case = registry.get("sine")
 ui.page(case.short, case.emoji)
 st.title("Case 1 · A shallow tanh network fits sin(x) badly")
 st.markdown(
@@ -93,7 +94,7 @@ if m["diverged"]:
     )
 runs |= ui.pins(case, config, device)
 
-figures = charts.figures(runs)
+figures = case.figures(runs)
 ui.chart_row(figures, "fit", "loss")
 ui.sharpness(figures["sharpness"], runs)
 left, right = st.columns(2)
@@ -104,12 +105,13 @@ with right:
     ui.chart(figures["preact"])
 
 st.subheader("Diagnosis")
-ui.findings(case, sine.diagnose(config, result), config)
+ui.findings(case, case.diagnose(config, result), config)
 st.caption(
-    "Measured over seeds 0-4 with 3000 steps: as posted, the fit stays far above the noise (and in some "
-    "seeds the saturated output never moves); the poster's Adam + L1 answer helps a little; biases are "
-    "the cure: `fixed` reaches the noise floor. The same fix without biases stays poor."
+    f"Measured over seeds {CLAIM_SEEDS[0]}-{CLAIM_SEEDS[-1]} with {AS_POSTED.steps} steps: as posted, the fit "
+    "stays far above the noise (and in some seeds the saturated output never moves); the poster's Adam + L1 "
+    "answer helps a little; biases are the cure: `fixed` reaches the noise floor. The same fix without biases "
+    "stays poor."
 )
-ui.lr_finder(case, config, device, sine.lr_find)
+ui.lr_finder(case, config, device, case.lr_find)
 ui.downloads(case, config, result, figures)
-ui.show_code(sine.forward, sine.run)
+ui.show_code(run.forward, run.run)

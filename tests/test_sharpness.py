@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from core import cli, curvature, export, linreg, sine
+from core import cli, curvature, export, linreg
 from core.cases.poly import config as poly_config
 from core.cases.poly.run import run as poly_run
+from core.cases.sine import config as sine_config
+from core.cases.sine import run as sine
 from core.charts import sharpness as charts
 from core.train import RunResult
 
@@ -94,11 +96,11 @@ def test_linreg_above_the_line_gets_a_card_with_the_fix():
 
 
 def test_sine_measures_on_its_schedule_and_the_cli_json_is_valid():
-    config = dataclasses.replace(sine.AS_POSTED, n_points=200, steps=120)
+    config = dataclasses.replace(sine_config.AS_POSTED, n_points=200, steps=120)
     result = sine.run(config, CPU)
     sharp = result.frames["sharpness"]
-    every = curvature.every_for(config.steps, sine.sharpness_measurements(config.steps))
-    assert every >= sine.SHARPNESS_EVERY_AT_LEAST  # a short run measures at most every 50th step
+    every = curvature.every_for(config.steps, sine_config.sharpness_measurements(config.steps))
+    assert every >= sine_config.SHARPNESS_EVERY_AT_LEAST  # a short run measures at most every 50th step
     assert sharp["step"].tolist() == curvature.schedule(config.steps, every).tolist()
     assert result.metrics["stability_limit"] == pytest.approx(2 / config.lr)
     text = json.dumps(export.jsonable(dict(result.metrics)), allow_nan=False)

@@ -8,20 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from core import registry, rng, runner, sine
+from core import rng, runner
+from core.cases.sine import CASE
+from core.cases.sine import run as sine
+from core.cases.sine.config import AS_POSTED, CLAIM_SEEDS
 
-CASE = registry.get("sine")
-SEEDS = range(5)
+SEEDS = CLAIM_SEEDS  # the page's caption states its claims over these seeds
 
 
 @pytest.mark.parametrize("preset", ["as-posted", "as-posted-deep"])
-def test_as_posted_is_the_posted_code(preset, cpu):
+def test_as_posted_is_the_plain_script(preset, cpu):
+    """The app's fused layers against the standalone script's plain autograd loop (torch.tanh, the sum of
+    squares, SGD): the loss of every step, and the final metrics."""
     config = dataclasses.replace(CASE.presets[preset], steps=300)
-    x, y = sine.make_data(config.n_points, config.seed)
-    weights = [w for k, w in sine.init_params(config).items() if k.endswith("weight")]
-    expected = sine.posted_loop(x, y, weights, config.lr, config.steps)
+    history, metrics = CASE.script.main(dataclasses.asdict(config))
     result = runner.execute(CASE, config, cpu)
-    np.testing.assert_allclose(result.history["loss"].to_numpy(), expected, rtol=2e-4)
+    np.testing.assert_allclose(result.history["loss"].to_numpy(), history["loss"], rtol=2e-4)
+    for key, value in metrics.items():
+        assert result.metrics[key] == pytest.approx(value, rel=2e-4, abs=1e-6), key
 
 
 def test_data_is_the_posted_distribution():
@@ -79,7 +83,7 @@ def test_with_biases_the_units_spread_over_the_data(cpu):
 def test_the_posted_init_saturates_the_output(cpu):
     """Output pre-activation RMS ~ sqrt(width) at step 1 (averaged over seeds), and the
     saturated seeds never leave their starting loss."""
-    runs = [runner.execute(CASE, dataclasses.replace(sine.AS_POSTED, seed=s, steps=100), cpu) for s in range(8)]
+    runs = [runner.execute(CASE, dataclasses.replace(AS_POSTED, seed=s, steps=100), cpu) for s in range(8)]
     rms = [r.metrics["initial_output_preact_rms"] for r in runs]
     assert 0.5 * np.sqrt(128) < np.sqrt(np.mean(np.square(rms))) < 2 * np.sqrt(128)
     stuck = [r for r in runs if r.metrics["initial_output_preact_rms"] > 12]
@@ -98,8 +102,8 @@ def test_a_diverging_run_is_a_result(cpu):
 
 
 def test_diagnosis_names_each_posted_problem_and_its_fix(cpu):
-    config = dataclasses.replace(sine.AS_POSTED, seed=1, steps=100)  # seed 1 starts saturated
-    found = {f.key: f for f in sine.diagnose(config, runner.execute(CASE, config, cpu))}
+    config = dataclasses.replace(AS_POSTED, seed=1, steps=100)  # seed 1 starts saturated
+    found = {f.key: f for f in CASE.diagnose(config, runner.execute(CASE, config, cpu))}
     assert set(found) == {"no-bias", "saturated-output", "sum-loss", "uncentred-input", "slow-descent"}
     assert found["no-bias"].fix == {"bias": True}
     assert "100% of the 128" in found["no-bias"].evidence
@@ -107,12 +111,12 @@ def test_diagnosis_names_each_posted_problem_and_its_fix(cpu):
     assert "0.0016" in found["sum-loss"].evidence
     assert found["slow-descent"].fix["optimizer"] == "adam"
     fixed = CASE.presets["fixed"]
-    assert sine.diagnose(fixed, runner.execute(CASE, dataclasses.replace(fixed, steps=10), cpu)) == []
+    assert CASE.diagnose(fixed, runner.execute(CASE, dataclasses.replace(fixed, steps=10), cpu)) == []
 
 
 def test_applying_every_fix_trains_well(cpu):
-    config = dataclasses.replace(sine.AS_POSTED, seed=1)
-    for finding in sine.diagnose(config, runner.execute(CASE, dataclasses.replace(config, steps=10), cpu)):
+    config = dataclasses.replace(AS_POSTED, seed=1)
+    for finding in CASE.diagnose(config, runner.execute(CASE, dataclasses.replace(config, steps=10), cpu)):
         config = dataclasses.replace(config, **finding.fix)
     assert CASE.errors(config) == []
     assert runner.execute(CASE, config, cpu).metrics["rmse_vs_truth"] < 0.05
@@ -124,19 +128,19 @@ def test_other_settings_run(cpu):
         dict(activation="sigmoid", loss="l1", optimizer="momentum", lr=1e-3, standardize_x=True),
         dict(hidden=(8, 8, 8), bias=True, init="default", output_activation="identity", loss="mse", lr=1e-2),
     ]:
-        config = dataclasses.replace(sine.AS_POSTED, steps=60, n_points=500, **kw)
+        config = dataclasses.replace(AS_POSTED, steps=60, n_points=500, **kw)
         m = runner.execute(CASE, config, torch.device("cpu")).metrics
         assert m["steps_run"] == 60 and np.isfinite(m["rmse_vs_truth"])
 
 
 def test_too_big_a_network_is_refused():
-    config = dataclasses.replace(sine.AS_POSTED, hidden=(1024,) * 6, n_points=100_000)
+    config = dataclasses.replace(AS_POSTED, hidden=(1024,) * 6, n_points=100_000)
     assert any(p.startswith("hidden:") for p in CASE.errors(config))
 
 
 def test_init_streams_do_not_depend_on_data_size():
-    a = sine.init_params(dataclasses.replace(sine.AS_POSTED, n_points=100))
-    b = sine.init_params(sine.AS_POSTED)
+    a = sine.init_params(dataclasses.replace(AS_POSTED, n_points=100))
+    b = sine.init_params(AS_POSTED)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert rng.generator(0, 0).initial_seed() != rng.generator(0, 1).initial_seed()
 

@@ -2,7 +2,8 @@
 
 A standalone reproduction of one run with plain PyTorch (and numpy): nothing from the
 Convergence Clinic project. Run it with `python this_file.py`; it prints the run's final
-metrics as one JSON line, the same metrics the app shows.
+metrics as one JSON line, the same metrics the app shows. `main(CONFIG)` returns the run's
+history (the loss of every step) and those metrics.
 """
 
 import itertools
@@ -83,6 +84,7 @@ def saturated(a, activation):
 
 
 def main(c):
+    """One run of settings `c` -> (history {"step": [...], "loss": [...]}, metrics)."""
     if c["points"]:  # your own (x, y) points
         xy = torch.tensor(c["points"], dtype=torch.float64)
         x_raw, y = xy[:, :1].float(), xy[:, 1:].float()
@@ -139,8 +141,9 @@ def main(c):
         "diverged": diverged_at is not None,
         "steps_run": len(losses),
     }
-    print(json.dumps(metrics))
+    history = {"step": list(range(1, len(losses) + 1)), "loss": losses}
+    return history, metrics
 
 
 if __name__ == "__main__":
-    main(CONFIG)
+    print(json.dumps(main(CONFIG)[1]))
