@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,7 @@ def hooks_installed() -> list[str]:
         (torch.optim.Optimizer, "zero_grad"),
         (torch.nn.Module, "zero_grad"),
         (lr_scheduler.LRScheduler, "step"),
+        (torch.amp.GradScaler, "scale"),
     ):
         if getattr(vars(cls)[attr], "__module__", "") == "core.examine.hooks":  # a wrap left on
             left.append(f"{cls.__name__}.{attr}")
@@ -235,6 +237,20 @@ def test_sequential_custom_modules_and_functional_calls(tmp_path):
     # the same network fed shuffled labels: the classifier stays at chance
     noisy = run(write(tmp_path, "mixed_noise.py", MIXED.replace("TARGET", "y[torch.randperm(600)[:50]]")))
     assert "loss-at-chance" in keys(noisy), noisy.text()
+
+
+def test_the_broadcast_warning_and_finding_name_the_scripts_line():
+    """torch's own "Using a target size ..." warning, shown once at the script's line as without
+    the examiner (not at the examiner's), and the finding names the same line."""
+    path = CORPUS / "bug_loss-shape-broadcast.py"
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "F.mse_loss(" in t)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # once per line, as Python shows them
+        report = run(path)
+    shown = [(w.filename, w.lineno) for w in caught if "Using a target size" in str(w.message)]
+    assert shown == [(str(path), line)], shown
+    found = next(f for f in report.findings if f.key == "loss-shape-broadcast")
+    assert f"bug_loss-shape-broadcast.py, line {line}" in found.evidence
 
 
 def test_a_dataloader_script_is_seen_batch_by_batch():
