@@ -261,6 +261,21 @@ def test_a_dataloader_script_is_seen_batch_by_batch():
     assert report.record["loss_calls"][0]["input"] == [50, 4] and report.record["loss_calls"][0]["target"] == [50]
 
 
+def test_mixed_precision_the_scaled_loss_and_skipped_steps(tmp_path):
+    """autocast + GradScaler: the loss backpropagated is loss × 2^127 (inf at first: the scaler
+    skips those steps); the record keeps the script's own loss, no step is taken for a skipped one,
+    and the classification loss is still recognised as such (at chance when the labels are noise)."""
+    path = CORPUS / "healthy" / "amp_bf16_scaler.py"
+    report = run(path)
+    assert report.findings == [] and report.steps == 150 - 3, report.text()
+    loss = report.record["series"]["loss"]
+    assert loss[0] > 5 and loss[-1] < 0.1, loss[:3]  # the unscaled loss: ~20 at first, then learned
+    noise = path.read_text().replace("y[idx])", "y[torch.randperm(2000)[:64]])")  # labels that say nothing
+    assert noise.count("randperm") == 2
+    report = run(write(tmp_path, "amp_noise.py", noise))
+    assert "loss-at-chance" in keys(report) and "diverged" not in keys(report), report.text()
+
+
 # --- manners: the hooks come off, other threads are not seen, the notebook form works
 
 
