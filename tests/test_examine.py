@@ -77,21 +77,36 @@ def hooks_installed() -> list[str]:
 # --- the corpus: every key's bug script names it; its fixed twin gets no finding
 
 
+TWINS = sorted(p.stem.removeprefix("bug_") for p in CORPUS.glob("bug_*.py"))  # "<key>" or "<key>_<variant>"
+
+
 def test_the_keys_are_the_issues_sixteen():
     assert len(KEYS) == len(set(KEYS)) == 16
     files = sorted(p.name for p in CORPUS.glob("*.py"))
-    assert files == sorted([f"bug_{k}.py" for k in KEYS] + [f"fixed_{k}.py" for k in KEYS])
+    assert files == sorted([f"bug_{t}.py" for t in TWINS] + [f"fixed_{t}.py" for t in TWINS])
+    assert {t.split("_")[0] for t in TWINS} == set(KEYS)  # every key has a twin; every twin names a key
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_bug_script_gets_its_key_and_its_fixed_twin_none(key):
-    bug = run(CORPUS / f"bug_{key}.py")
+@pytest.mark.parametrize("twin", TWINS)
+def test_bug_script_gets_its_key_and_its_fixed_twin_none(twin):
+    key = twin.split("_")[0]
+    bug = run(CORPUS / f"bug_{twin}.py")
     assert key in keys(bug), bug.text()
     found = next(f for f in bug.findings if f.key == key)
     assert found.step >= 1 and any(c.isdigit() for c in found.evidence) and found.fix
-    fixed = run(CORPUS / f"fixed_{key}.py")
+    fixed = run(CORPUS / f"fixed_{twin}.py")
     assert fixed.findings == [], fixed.text()
     assert fixed.steps > 0 and fixed.status == 0
+
+
+def test_a_non_linear_models_conditioning_is_its_hessians():
+    """An MLP on features whose scales differ 1000-fold: the evidence is the loss's Hessian along the
+    first layer's input directions (Hessian-vector products), not the Gram matrix of a linear model."""
+    report = run(CORPUS / "bug_ill-conditioned_mlp.py")
+    found = next(f for f in report.findings if f.key == "ill-conditioned")
+    assert "Hessian along the first layer's 2 input directions" in found.evidence
+    kappa = float(found.evidence.split("κ = ")[1].split(" ")[0])
+    assert kappa > 1e5, found.evidence
 
 
 # --- the four cases' exported scripts

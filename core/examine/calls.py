@@ -120,6 +120,8 @@ class Calls:
         self.gram: torch.Tensor | None = None
         self.gram_params: tuple[int, ...] = ()
         self.gram_rows = 0
+        self.linear_model = False
+        self.first_weight: torch.Tensor | None = None  # a non-linear model's first Linear: its input curvature
 
     def on_act(self, kind: str, out) -> None:
         if not isinstance(out, torch.Tensor) or not out.requires_grad:  # a model's, not data preparation
@@ -180,18 +182,18 @@ class Calls:
         self.later.put(torch.stack([mean, var, xd.abs().amax()]), use)
         self.inputs.append(row)
         if watch.LAYERS.get(func) == "linear" and isinstance(weight, torch.Tensor) and x.shape[-1] <= 256:
-            if self.trained_ids() - {id(weight), id(bias)}:
-                return  # more than this one layer trains: not a linear model, no Gram matrix needed
+            ids = (id(weight),) + ((id(bias),) if bias is not None else ())
+            self.linear_model = not self.trained_ids() - set(ids)  # only this one layer trains
             a = xd.double().reshape(-1, x.shape[-1])
-            if bias is not None:
+            if bias is not None and self.linear_model:
                 a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype, device=a.device)], 1)
             g = a.T @ a
-            ids = (id(weight),) + ((id(bias),) if bias is not None else ())
             if self.gram is None or self.gram.shape != g.shape or self.gram_params != ids:
                 self.gram, self.gram_params, self.gram_rows = g, ids, len(a)
             else:
                 self.gram += g
                 self.gram_rows += len(a)
+            self.first_weight = weight
 
     def on_batch_norm(self, args, kwargs) -> None:
         training = args[5] if len(args) > 5 else kwargs.get("training", False)

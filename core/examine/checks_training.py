@@ -6,9 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 
-import torch
-
-from core.examine import watch
+from core.examine import conditioning
 from core.examine.checks_data import dead_relu
 from core.examine.findings import (
     CHANCE_BAND,
@@ -143,30 +141,39 @@ def diverged(m, losses):
 
 
 def ill_conditioned(m, losses):
-    if m.gram is None or not m.gram_rows:
+    fix = "features = (features - features.mean(0)) / features.std(0)  # or an orthogonal basis (Legendre on [-1, 1])"
+    adaptive = m.adaptive()
+    how = " (scaled per feature, as Adam-like steps see it)" if adaptive else ""
+    crawl = "at the largest stable lr (2/λmax) the flattest direction shrinks by 1 − 2/κ a step"
+    c = m.input_curvature
+    if c is not None and c.get("kappa") is not None:  # a non-linear model: its Hessian, measured
+        if c["kappa"] < KAPPA:
+            return None
+        return Finding(
+            "ill-conditioned",
+            "curvature spread so wide that SGD crawls",
+            f"the loss's Hessian along the first layer's {c['features']} input directions, measured at step "
+            f"{c['step']} ({c['features']} Hessian-vector products on that step's batch){how}, has condition number "
+            f"κ = {g(c['kappa'])} (the inputs' Gram matrix: {g(c['gram'])}): {crawl}: ~{g(c['kappa'] / 2)} steps "
+            "per e-fold",
+            fix,
+            c["step"],
+        )
+    if m.gram is None or not m.gram_rows or not m.linear_model:
         return None
     trained = set().union(*m.optimizer_params) if m.optimizer_params else set()
     if not trained or not trained <= set(m.gram_params) or m.gram_params[0] not in trained:
         return None  # not a linear model: its Hessian is not the inputs' Gram matrix
     h = m.gram / m.gram_rows
-    adaptive = m.optimizer_kinds and all(k in watch.SCALE_FREE for k in m.optimizer_kinds)
-    if adaptive:  # per-weight step sizes undo the features' scales: what is left is their correlation
-        d = h.diagonal().clamp_min(1e-300).rsqrt()
-        h = h * d[:, None] * d[None, :]
-    lam = torch.linalg.eigvalsh(h)
-    top = float(lam[-1])
-    kept = lam[lam > top * 1e-14]  # directions the data never spans do not slow the loss
-    kappa = top / float(kept[0]) if len(kept) else math.inf
+    kappa = conditioning.kappa(conditioning.scaled(h) if adaptive else h)
     if kappa < KAPPA:
         return None
     return Finding(
         "ill-conditioned",
         "curvature spread so wide that SGD crawls",
-        "this linear model's loss has the Hessian ∝ its inputs' Gram matrix XᵀX/n"
-        + (" (scaled per feature, as Adam-like steps see it)" if adaptive else "")
-        + f": condition number κ = {g(kappa)}; at the largest stable lr (2/λmax) the flattest direction shrinks "
-        f"by 1 − 2/κ a step: ~{g(kappa / 2)} steps per e-fold",
-        "features = (features - features.mean(0)) / features.std(0)  # or an orthogonal basis (Legendre on [-1, 1])",
+        f"this linear model's loss has the Hessian ∝ its inputs' Gram matrix XᵀX/n{how}: condition number "
+        f"κ = {g(kappa)}; {crawl}: ~{g(kappa / 2)} steps per e-fold",
+        fix,
         m.grad_checks[0]["step"] if m.grad_checks else 1,
     )
 

@@ -16,10 +16,12 @@ from collections import defaultdict
 
 import torch
 
-from core.examine import watch
+from core.examine import conditioning, watch
 from core.examine.calls import Calls
+from core.examine.findings import KAPPA
 
 MAX_SNAPSHOT = 50_000_000  # weights copied before a sampled step for its update / weight ratios
+CURVATURE_FROM = 20  # a non-linear model's input curvature: measured at the first sampled step from here
 
 
 def _params(opt) -> list[torch.Tensor]:
@@ -64,6 +66,7 @@ class Monitor(Calls):
         self.sum_reduction: dict | None = None
         self.first_loss: float | None = None
         self.sharpness: dict | None = None  # measured once, when the loss has grown 10× (divergence evidence)
+        self.input_curvature: dict | None = None  # a non-linear model's, measured once (conditioning.py)
         # kept after release(): what the optimizers were
         self.optimizer_kinds: list[str] = []
         self.optimizer_params: list[set[int]] = []
@@ -133,6 +136,8 @@ class Monitor(Calls):
             self._step_losses.append(loss.detach())
             if self.sampled and loss.requires_grad:
                 self._watch_growth(loss)
+                if self.input_curvature is None and self.current >= CURVATURE_FROM and self.gram_rows >= 256:
+                    self._measure_conditioning(loss)
         self.pending_loss = None
         last = self.last_loss
         mine = last is not None and last[0] is loss
@@ -179,6 +184,28 @@ class Monitor(Calls):
         s = curvature.top_eigenvalue(lambda: loss, params, precondition=pre, generator=g, iters=8, tol=2e-2)
         self.sharpness = {"step": self.current, "value": s.value, "line": curvature.stability_limit(opt)}
         self.sharpness["optimizer"] = type(opt).__name__
+
+    def adaptive(self) -> bool:
+        """Every optimizer scales its steps per weight (Adam-like)."""
+        kinds = [type(o).__name__ for o in self.optimizers.values()] or self.optimizer_kinds
+        return bool(kinds) and all(k in watch.SCALE_FREE for k in kinds)
+
+    def _measure_conditioning(self, loss: torch.Tensor) -> None:
+        """A non-linear model whose inputs' Gram matrix is ill-conditioned: is its loss? The Hessian
+        restricted to the first layer's input directions (conditioning.py), once, on this step's batch."""
+        self.input_curvature = {"step": self.current, "kappa": None}
+        if self.linear_model or self.first_weight is None or not self.optimizers:
+            return  # a linear model's Hessian is its Gram matrix (checks_training.py)
+        gram = self.gram / self.gram_rows
+        gram_kappa = conditioning.kappa(conditioning.scaled(gram) if self.adaptive() else gram)
+        self.input_curvature["gram"] = gram_kappa
+        if gram_kappa < KAPPA:
+            return  # well-conditioned inputs: the measurement is not spent
+        params = [p for p in _params(next(iter(self.optimizers.values()))) if p.requires_grad]
+        a = conditioning.input_hessian(loss, params, self.first_weight)
+        if a is not None:
+            self.input_curvature["kappa"] = conditioning.kappa(conditioning.scaled(a) if self.adaptive() else a)
+            self.input_curvature["features"] = a.shape[0]
 
     def zeroed(self, opt) -> None:
         oid = id(opt)
@@ -316,6 +343,7 @@ class Monitor(Calls):
         self.later.read()
         self.accumulated.sort()
         self.gram = self.gram.cpu() if self.gram is not None else None
+        self.first_weight = None
         self.optimizers, self.roots, self._snap, self.stack, self._cache = {}, {}, {}, [], {}
         self.last_act = self.last_loss = self.unscaled = None
         self.window, self.suspect, self._accumulated = {}, {}, []
