@@ -52,9 +52,9 @@ def plain(path: Path) -> tuple[float, float]:
     """-> (wall seconds, CPU seconds of this process)."""
     import torch
 
-    code = compile(path.read_text(), str(path), "exec")
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         t, c = time.perf_counter(), time.process_time()
+        code = compile(path.read_text(), str(path), "exec")  # as `python SCRIPT.py` does, and the examiner
         exec(code, {"__name__": "__main__", "__file__": str(path)})
         return time.perf_counter() - t, time.process_time() - c
 

@@ -23,10 +23,13 @@ import torch
 MAX_FEATURES = 32  # one Hessian-vector product per input feature: wider inputs are not measured
 
 
-def kappa(matrix: torch.Tensor) -> float:
+def kappa(matrix: torch.Tensor, magnitude: bool = False) -> float:
     """λmax / the smallest positive eigenvalue of a symmetric matrix (directions that the data
-    never spans, eigenvalues below 1e-14 λmax, do not slow the loss and are left out)."""
+    never spans, eigenvalues below 1e-14 λmax, do not slow the loss and are left out).
+    magnitude: of |λ| (a Hessian's: a direction of slightly negative curvature is as flat as one
+    of slightly positive curvature, for a step size set by λmax)."""
     lam = torch.linalg.eigvalsh(matrix.double().cpu())
+    lam = lam.abs().sort().values if magnitude else lam
     top = float(lam[-1])
     kept = lam[lam > top * 1e-14]
     return top / float(kept[0]) if top > 0 and len(kept) else math.inf

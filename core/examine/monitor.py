@@ -21,7 +21,10 @@ from core.examine.calls import Calls
 from core.examine.findings import KAPPA
 
 MAX_SNAPSHOT = 50_000_000  # weights copied before a sampled step for its update / weight ratios
-CURVATURE_FROM = 20  # a non-linear model's input curvature: measured at the first sampled step from here
+# A Hessian-vector product costs about 3 training steps (a forward, a backward and a double backward).
+# A measurement is made only once the run so far is 4 times its cost or more (<= 25% extra).
+HVP_STEPS, BUDGET = 3, 4
+SHARPNESS_ITERS = 12  # the divergence evidence: power iterations at most
 
 
 def _params(opt) -> list[torch.Tensor]:
@@ -136,7 +139,7 @@ class Monitor(Calls):
             self._step_losses.append(loss.detach())
             if self.sampled and loss.requires_grad:
                 self._watch_growth(loss)
-                if self.input_curvature is None and self.current >= CURVATURE_FROM and self.gram_rows >= 256:
+                if self.input_curvature is None and self.gram_rows >= 256:
                     self._measure_conditioning(loss)
         self.pending_loss = None
         last = self.last_loss
@@ -175,14 +178,22 @@ class Monitor(Calls):
             return
         if not self.optimizers or not math.isfinite(value) or not (0 < 10 * self.first_loss <= value):
             return
+        if self.step < BUDGET * HVP_STEPS * (SHARPNESS_ITERS + 1):
+            return  # a short run: the measurement would cost more than a quarter of it
         from core import curvature
 
         opt = next(iter(self.optimizers.values()))
         params = [p for p in _params(opt) if p.requires_grad]
         pre = curvature.preconditioner(opt, params)
-        g = torch.Generator().manual_seed(0)  # evidence, not a fit: 2% is precise enough, and cheaper
-        s = curvature.top_eigenvalue(lambda: loss, params, precondition=pre, generator=g, iters=8, tol=2e-2)
-        self.sharpness = {"step": self.current, "value": s.value, "line": curvature.stability_limit(opt)}
+        g = torch.Generator().manual_seed(0)  # evidence, not a fit: 1% is precise enough, and cheaper
+        s = curvature.top_eigenvalue(
+            lambda: loss, params, precondition=pre, generator=g, iters=SHARPNESS_ITERS, tol=1e-2
+        )
+        value, line = s.value, curvature.stability_limit(opt)  # both relative to the base lr (a schedule's start)
+        base, lr = float(opt.defaults.get("lr", 0.0)), float(opt.param_groups[0]["lr"])
+        if type(opt).__name__ not in watch.SCALE_FREE and base > 0 and lr > 0:  # in this step's lr: plain λmax, 2/lr
+            value, line = value * base / lr, line * base / lr
+        self.sharpness = {"step": self.current, "value": value, "line": line}
         self.sharpness["optimizer"] = type(opt).__name__
 
     def adaptive(self) -> bool:
@@ -193,9 +204,11 @@ class Monitor(Calls):
     def _measure_conditioning(self, loss: torch.Tensor) -> None:
         """A non-linear model whose inputs' Gram matrix is ill-conditioned: is its loss? The Hessian
         restricted to the first layer's input directions (conditioning.py), once, on this step's batch."""
-        self.input_curvature = {"step": self.current, "kappa": None}
         if self.linear_model or self.first_weight is None or not self.optimizers:
             return  # a linear model's Hessian is its Gram matrix (checks_training.py)
+        if self.step < BUDGET * HVP_STEPS * (self.first_weight.shape[-1] + 1):
+            return  # one product per input feature, and the gradient's graph: later
+        self.input_curvature = {"step": self.current, "kappa": None}
         gram = self.gram / self.gram_rows
         gram_kappa = conditioning.kappa(conditioning.scaled(gram) if self.adaptive() else gram)
         self.input_curvature["gram"] = gram_kappa
@@ -204,7 +217,8 @@ class Monitor(Calls):
         params = [p for p in _params(next(iter(self.optimizers.values()))) if p.requires_grad]
         a = conditioning.input_hessian(loss, params, self.first_weight)
         if a is not None:
-            self.input_curvature["kappa"] = conditioning.kappa(conditioning.scaled(a) if self.adaptive() else a)
+            a = conditioning.scaled(a) if self.adaptive() else a
+            self.input_curvature["kappa"] = conditioning.kappa(a, magnitude=True)
             self.input_curvature["features"] = a.shape[0]
 
     def zeroed(self, opt) -> None:
@@ -271,17 +285,19 @@ class Monitor(Calls):
         self.grad_checks.append(check)
         self.layers += rows
         if grads:
+            n = len(grads)
+            flat = [w.detach() if w.dtype == torch.float32 else w.detach().float() for w in weights]
 
-            def use(norms, rows=rows, weights=weights, check=check):
-                for r, n, p in zip(rows, norms, weights, strict=True):
-                    r["grad_norm"] = n
-                    if n == 0:
+            def use(norms, rows=rows, weights=weights, check=check, n=n):
+                for r, v, w, p in zip(rows, norms[:n], norms[n:], weights, strict=True):
+                    r["grad_norm"], r["weight_norm"] = v, w
+                    if v == 0:
                         check["zero"] += 1
                         check["missing"] += p.numel()
 
-            self.later.put(torch.stack(torch._foreach_norm(grads)), use)
+            self.later.put(torch.stack(torch._foreach_norm(grads + flat)), use)  # one op for both
             if sum(p.numel() for p in weights) <= MAX_SNAPSHOT:
-                self._snap[id(opt)] = (weights, [p.detach().clone() for p in weights], rows)
+                self._snap[id(opt)] = (weights, [w.clone() for w in flat], rows)
         key = ("held", len(self.optimizers))
         if key not in self._cache:
             self._cache[key] = {id(p) for o in self.optimizers.values() for p in _params(o)}
@@ -310,14 +326,13 @@ class Monitor(Calls):
         self._step_losses = []
         if snap is not None:
             weights, before, rows = snap
-            delta = torch._foreach_norm(torch._foreach_sub([p.detach() for p in weights], before))
-            ratios = torch.stack(delta) / torch.stack(torch._foreach_norm(before)).clamp_min(1e-12)
+            after = [w.detach() if w.dtype == torch.float32 else w.detach().float() for w in weights]
 
             def use(v, rows=rows):
                 for r, x in zip(rows, v, strict=True):
-                    r["update_ratio"] = x
+                    r["update_ratio"] = x / max(r.pop("weight_norm", 0.0), 1e-12)
 
-            self.later.put(ratios, use)
+            self.later.put(torch.stack(torch._foreach_norm(torch._foreach_sub(after, before))), use)
         self._ordinal, self._input_seen, self.last_act, self.stack, self.depth = 0, False, None, [], 0
 
     def scheduler_step(self, sched) -> None:
