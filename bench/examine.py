@@ -52,9 +52,9 @@ def plain(path: Path) -> tuple[float, float]:
     """-> (wall seconds, CPU seconds of this process)."""
     import torch
 
-    code = compile(path.read_text(), str(path), "exec")
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         t, c = time.perf_counter(), time.process_time()
+        code = compile(path.read_text(), str(path), "exec")  # as `python SCRIPT.py` does, and the examiner
         exec(code, {"__name__": "__main__", "__file__": str(path)})
         return time.perf_counter() - t, time.process_time() - c
 
@@ -122,11 +122,13 @@ def section(rows: list[dict], repeat: int) -> str:
             f"| {r['script']} | {r['steps']} | {r['plain']:.3f} | {r['examined']:.3f} | {r['ratio']:.2f}× "
             f"| {r['wall_ratio']:.2f}× | {found} |"
         )
-    lines += ["", "| key | bug script: detected | fixed twin: no finding |", "| --- | --- | --- |"]
+    lines += ["", "| key | twin | bug script: detected | fixed twin: no finding |", "| --- | --- | --- | --- |"]
+    twins = sorted(p.stem.removeprefix("bug_") for p in CORPUS.glob("bug_*.py"))
     for k in KEYS:
-        bug, fixed = by.get(f"bug_{k}.py"), by.get(f"fixed_{k}.py")
-        detected, clean = bool(bug and k in bug["keys"]), bool(fixed and not fixed["keys"])
-        lines.append(f"| {k} | {'yes' if detected else 'NO'} | {'yes' if clean else 'NO'} |")
+        for t in [t for t in twins if t.split("_")[0] == k]:
+            bug, fixed = by.get(f"bug_{t}.py"), by.get(f"fixed_{t}.py")
+            detected, clean = bool(bug and k in bug["keys"]), bool(fixed and not fixed["keys"])
+            lines.append(f"| {k} | {t} | {'yes' if detected else 'NO'} | {'yes' if clean else 'NO'} |")
     lines += ["", "| case script | must name | named | fixed script's findings |", "| --- | --- | --- | --- |"]
     for name, causes in CAUSES.items():
         posted, fixed = by[f"case_{name}_posted.py"], by[f"case_{name}_fixed.py"]

@@ -6,9 +6,11 @@ two tests go through the command in a subprocess.
 """
 
 import json
+import os
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,7 @@ def hooks_installed() -> list[str]:
         (torch.optim.Optimizer, "zero_grad"),
         (torch.nn.Module, "zero_grad"),
         (lr_scheduler.LRScheduler, "step"),
+        (torch.amp.GradScaler, "scale"),
     ):
         if getattr(vars(cls)[attr], "__module__", "") == "core.examine.hooks":  # a wrap left on
             left.append(f"{cls.__name__}.{attr}")
@@ -75,21 +78,36 @@ def hooks_installed() -> list[str]:
 # --- the corpus: every key's bug script names it; its fixed twin gets no finding
 
 
+TWINS = sorted(p.stem.removeprefix("bug_") for p in CORPUS.glob("bug_*.py"))  # "<key>" or "<key>_<variant>"
+
+
 def test_the_keys_are_the_issues_sixteen():
     assert len(KEYS) == len(set(KEYS)) == 16
     files = sorted(p.name for p in CORPUS.glob("*.py"))
-    assert files == sorted([f"bug_{k}.py" for k in KEYS] + [f"fixed_{k}.py" for k in KEYS])
+    assert files == sorted([f"bug_{t}.py" for t in TWINS] + [f"fixed_{t}.py" for t in TWINS])
+    assert {t.split("_")[0] for t in TWINS} == set(KEYS)  # every key has a twin; every twin names a key
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_bug_script_gets_its_key_and_its_fixed_twin_none(key):
-    bug = run(CORPUS / f"bug_{key}.py")
+@pytest.mark.parametrize("twin", TWINS)
+def test_bug_script_gets_its_key_and_its_fixed_twin_none(twin):
+    key = twin.split("_")[0]
+    bug = run(CORPUS / f"bug_{twin}.py")
     assert key in keys(bug), bug.text()
     found = next(f for f in bug.findings if f.key == key)
     assert found.step >= 1 and any(c.isdigit() for c in found.evidence) and found.fix
-    fixed = run(CORPUS / f"fixed_{key}.py")
+    fixed = run(CORPUS / f"fixed_{twin}.py")
     assert fixed.findings == [], fixed.text()
     assert fixed.steps > 0 and fixed.status == 0
+
+
+def test_a_non_linear_models_conditioning_is_its_hessians():
+    """An MLP on features whose scales differ 1000-fold: the evidence is the loss's Hessian along the
+    first layer's input directions (Hessian-vector products), not the Gram matrix of a linear model."""
+    report = run(CORPUS / "bug_ill-conditioned_mlp.py")
+    found = next(f for f in report.findings if f.key == "ill-conditioned")
+    assert "Hessian along the first layer's 2 input directions" in found.evidence
+    kappa = float(found.evidence.split("κ = ")[1].split(" ")[0])
+    assert kappa > 1e5, found.evidence
 
 
 # --- the four cases' exported scripts
@@ -237,12 +255,63 @@ def test_sequential_custom_modules_and_functional_calls(tmp_path):
     assert "loss-at-chance" in keys(noisy), noisy.text()
 
 
+def test_the_broadcast_warning_and_finding_name_the_scripts_line():
+    """torch's own "Using a target size ..." warning, shown once at the script's line as without
+    the examiner (not at the examiner's), and the finding names the same line."""
+    path = CORPUS / "bug_loss-shape-broadcast.py"
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "F.mse_loss(" in t)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # once per line, as Python shows them
+        report = run(path)
+    shown = [(w.filename, w.lineno) for w in caught if "Using a target size" in str(w.message)]
+    assert shown == [(str(path), line)], shown
+    found = next(f for f in report.findings if f.key == "loss-shape-broadcast")
+    assert f"bug_loss-shape-broadcast.py, line {line}" in found.evidence
+
+
 def test_a_dataloader_script_is_seen_batch_by_batch():
     text = (CORPUS / "bug_unshuffled-data.py").read_text()
     assert "DataLoader(" in text
     report = run(CORPUS / "bug_unshuffled-data.py")
     assert report.steps == 5 * 800 // 50
     assert report.record["loss_calls"][0]["input"] == [50, 4] and report.record["loss_calls"][0]["target"] == [50]
+
+
+def test_mixed_precision_the_scaled_loss_and_skipped_steps(tmp_path):
+    """autocast + GradScaler: the loss backpropagated is loss × 2^127 (inf at first: the scaler
+    skips those steps); the record keeps the script's own loss, no step is taken for a skipped one,
+    and the classification loss is still recognised as such (at chance when the labels are noise)."""
+    path = CORPUS / "healthy" / "amp_bf16_scaler.py"
+    report = run(path)
+    assert report.findings == [] and report.steps == 150 - 3, report.text()
+    loss = report.record["series"]["loss"]
+    assert loss[0] > 5 and loss[-1] < 0.1, loss[:3]  # the unscaled loss: ~20 at first, then learned
+    noise = path.read_text().replace("y[idx])", "y[torch.randperm(2000)[:64]])")  # labels that say nothing
+    assert noise.count("randperm") == 2
+    report = run(write(tmp_path, "amp_noise.py", noise))
+    assert "loss-at-chance" in keys(report) and "diverged" not in keys(report), report.text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["bug_unshuffled-data.py", "fixed_missing-zero-grad.py", "fixed_probabilities-into-logits-loss.py"]
+)
+def test_the_overhead_target(name):
+    """At most 1.5× the script's own time (the issue's target), on corpus scripts of sub-millisecond
+    steps (a DataLoader, two models, a classifier): CPU time of this process, best of 5 interleaved
+    runs (other jobs on a shared machine only add to either). The whole corpus: python -m bench --examine."""
+    from bench import examine as bench
+
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores:  # other jobs then stretch both variants unevenly: the ratio measures the load
+        pytest.skip(f"load average {load:.1f} on {cores} cores: an overhead ratio needs a machine not overloaded")
+    path = CORPUS / name
+    bench.plain(path), bench.examined(path)  # warm-up
+    plain, examined = [], []
+    for _ in range(5):
+        plain.append(bench.plain(path)[1])
+        examined.append(bench.examined(path)[1])
+    assert min(examined) <= 1.5 * min(plain), (min(plain), min(examined))
 
 
 # --- manners: the hooks come off, other threads are not seen, the notebook form works

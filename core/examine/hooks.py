@@ -4,13 +4,15 @@
         train()          # any PyTorch training code, unchanged
     print(e.report())
 
-What is installed, for the duration of the `with` only: the global module forward
-(pre-)hooks, the global optimizer step pre/post hooks, wraps of `Tensor.backward`,
-`Optimizer.zero_grad`, `Module.zero_grad` and `LRScheduler.step` (cheap: every step), and
-on the sampled steps only (`watch.sampled`) a TorchFunctionMode that sees the loss
-functions, activations and first layers: routing every torch call through Python costs
-about 0.3 ms a step, so the mode is pushed at the start of a sampled step and popped at
-its end. Everything is removed on exit, also when the code inside raises.
+What is installed, for the duration of the `with` only: the global optimizer step pre/post
+hooks and wraps of `Tensor.backward`, `Optimizer.zero_grad`, `Module.zero_grad`,
+`LRScheduler.step` and `GradScaler.scale` (cheap: every step); and on the sampled steps only
+(`watch.sampled`) the global module forward (pre-)hooks and a TorchFunctionMode that sees the
+loss functions, activations and first layers. Routing every torch call through Python costs
+a few microseconds a call, and any global module hook takes every module call off torch's fast
+path, so both are put on at the end of the step before a sampled one and taken off when that
+step's backward starts (what follows, backward and the optimizer's step, needs neither).
+Everything is removed on exit, also when the code inside raises.
 
 Torch's hooks are process-global: examinations are serialised by a lock, and every hook
 ignores calls from other threads (a Streamlit server trains other sessions' runs in other
@@ -43,6 +45,7 @@ class _Mode(TorchFunctionMode):
     def __init__(self, monitor: Monitor, notes: list[str]):
         super().__init__()
         self.m, self.notes = monitor, notes
+        self.callers: dict = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -59,12 +62,31 @@ class _Mode(TorchFunctionMode):
         if kind == "batch_norm":
             _safe(self.notes, self.m.on_batch_norm, args, kwargs)
             return func(*args, **kwargs)
-        out = func(*args, **kwargs)
         if kind == "act":
+            out = func(*args, **kwargs)
             _safe(self.notes, self.m.on_act, name, out)
-        else:
-            _safe(self.notes, self.m.on_loss, func, name, args, kwargs, out)
+            return out
+        out = _as_the_script(func, args, kwargs, self.callers)
+        _safe(self.notes, self.m.on_loss, func, name, args, kwargs, out)
         return out
+
+
+def _as_the_script(func, args, kwargs, callers: dict):
+    """func(*args, **kwargs) from a frame that stands at the script's line that made the call:
+    torch warns at its caller's line ("Using a target size ... different to the input size"),
+    which would be this module's; from there the warning names the script's line, once, as
+    without the examiner (the script's own warning registry). callers: this examination's
+    cache of those frames' functions, one per line of the script."""
+    f = watch.script_frame()
+    if f is None:
+        return func(*args, **kwargs)
+    key = (f.f_code.co_filename, f.f_lineno, id(f.f_globals))
+    call = callers.get(key)
+    if call is None:
+        line = "\n" * (f.f_lineno - 1) + "lambda func, args, kwargs: func(*args, **kwargs)"
+        call = callers[key] = eval(compile(line, f.f_code.co_filename, "eval"), f.f_globals)
+    del f
+    return call(func, args, kwargs)
 
 
 def _safe(notes: list[str], fn, *args) -> None:
@@ -90,6 +112,8 @@ class Examiner:
         self._undo: list = []
         self._mode: _Mode | None = None
         self._mode_active = False
+        self._module_hooks: list = []
+        self._fwd: tuple = ()
         self._in_backward = False
 
     def __enter__(self) -> Examiner:
@@ -135,14 +159,13 @@ class Examiner:
         def step_post(opt, args, kwargs):
             if mine():
                 _safe(notes, m.step_post, opt)
-                self._mode_on(watch.sampled(m.current))  # the next step's detail, or none
+                self._detail(m.sampled)  # the next step's detail, or none
                 if self.max_steps is not None and m.step >= self.max_steps:
                     self.stopped = True
                     raise StopRun
 
+        self._fwd = (fwd_pre, fwd_post)
         for handle in (
-            module_hooks.register_module_forward_pre_hook(fwd_pre),
-            module_hooks.register_module_forward_hook(fwd_post),
             optimizer_hooks.register_optimizer_step_pre_hook(step_pre),
             optimizer_hooks.register_optimizer_step_post_hook(step_post),
         ):
@@ -152,6 +175,7 @@ class Examiner:
             def tensor_backward(tensor, *args, **kwargs):
                 if mine() and not self._in_backward:  # the original re-dispatches to itself under the mode
                     _safe(notes, m.before_backward, tensor)
+                    self._detail(False)  # the step's forward is over
                     self._in_backward = True
                     try:
                         return original(tensor, *args, **kwargs)
@@ -164,7 +188,7 @@ class Examiner:
         def opt_zero(original):
             def zero_grad(opt, *args, **kwargs):
                 if mine():
-                    _safe(notes, m.zeroed, None, opt)
+                    _safe(notes, m.zeroed, opt)
                 return original(opt, *args, **kwargs)
 
             return zero_grad
@@ -172,7 +196,7 @@ class Examiner:
         def module_zero(original):
             def zero_grad(module, *args, **kwargs):
                 if mine():
-                    _safe(notes, m.zeroed, {id(p) for p in module.parameters()})
+                    _safe(notes, m.module_zeroed, module)
                 return original(module, *args, **kwargs)
 
             return zero_grad
@@ -185,21 +209,45 @@ class Examiner:
 
             return step
 
+        def scale(original):
+            def scale(scaler, outputs, *args, **kwargs):
+                out = original(scaler, outputs, *args, **kwargs)
+                if mine():
+                    _safe(notes, m.scaled, out, outputs)
+                return out
+
+            return scale
+
         self._patch(torch.Tensor, "backward", backward)
+        self._patch(torch.amp.GradScaler, "scale", scale)
         self._patch(torch.optim.Optimizer, "zero_grad", opt_zero)
         self._patch(torch.nn.Module, "zero_grad", module_zero)
         self._patch(lr_scheduler.LRScheduler, "step", sched_step)
         if "step" in vars(lr_scheduler.ReduceLROnPlateau):
             self._patch(lr_scheduler.ReduceLROnPlateau, "step", sched_step)
         self._mode = _Mode(m, notes)
-        self._mode_on(True)  # step 1 is sampled
-        self._undo.append(lambda: self._mode_on(False))
+        self._detail(m.sampled)  # step 1 is sampled
+        self._undo.append(lambda: self._detail(False))
+        self._undo.append(self._mode.callers.clear)  # they hold the script's globals
+
+    def _detail(self, on: bool) -> None:
+        """Put the sampled steps' instruments on (the module hooks and the mode), or take them off."""
+        if on == self._mode_active:
+            return
+        if on:
+            self._module_hooks = [
+                module_hooks.register_module_forward_pre_hook(self._fwd[0]),
+                module_hooks.register_module_forward_hook(self._fwd[1]),
+            ]
+        else:
+            for handle in self._module_hooks:
+                handle.remove()
+            self._module_hooks = []
+        self._mode_on(on)
 
     def _mode_on(self, on: bool) -> None:
         """Push the mode, or take it off the thread's mode stack (from under any modes the
         script pushed after it, which are put back in their order)."""
-        if on == self._mode_active:
-            return
         if on:
             torch.overrides._push_mode(self._mode)
             self._mode_active = True

@@ -11,6 +11,8 @@ code are seen alike.
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -90,3 +92,20 @@ def sampled(step: int) -> bool:
         return True
     every = 10 if step <= 100 else 10 ** (len(str(step - 1)) - 2) * 5 // 2  # 25 to 1,000; 250 to 10,000
     return step % every == 0
+
+
+_NOT_THE_SCRIPT = (str(Path(torch.__file__).parent), str(Path(__file__).parent))  # torch's files, the examiner's
+
+
+def script_frame():
+    """The innermost frame of the examined code (not torch's, not the examiner's), or None."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_NOT_THE_SCRIPT):
+        f = f.f_back
+    return f
+
+
+def script_line() -> tuple[str, int] | None:
+    """(file name, line) of the examined code's innermost frame."""
+    f = script_frame()
+    return (Path(f.f_code.co_filename).name, f.f_lineno) if f is not None else None

@@ -1,4 +1,4 @@
-"""Fixed: lr 0.02, below 2/λmax."""
+"""Fixed: the lr warms up to 0.05, below 2/λmax (about 0.1)."""
 
 import math
 
@@ -8,11 +8,12 @@ import torch.nn.functional as F
 
 torch.manual_seed(0)
 x = 3 * torch.randn(256, 4)
-y = x @ torch.randn(4, 1)
+y = x @ torch.randn(4, 1) + 0.1 * torch.randn(256, 1)
 model = nn.Linear(4, 1)
-LR = 0.02  # below 2/λmax
-opt = torch.optim.SGD(model.parameters(), lr=LR)
-for step in range(100):
+PEAK_LR = 0.05  # below 2/λmax
+opt = torch.optim.SGD(model.parameters(), lr=PEAK_LR)
+warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 600))
+for step in range(600):
     opt.zero_grad()
     loss = F.mse_loss(model(x), y)
     if not math.isfinite(loss.item()):
@@ -20,4 +21,5 @@ for step in range(100):
         break
     loss.backward()
     opt.step()
+    warmup.step()
 print(f"last loss {loss.item():.4g}")
