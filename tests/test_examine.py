@@ -6,7 +6,6 @@ two tests go through the command in a subprocess.
 """
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -290,28 +289,6 @@ def test_mixed_precision_the_scaled_loss_and_skipped_steps(tmp_path):
     assert noise.count("randperm") == 2
     report = run(write(tmp_path, "amp_noise.py", noise))
     assert "loss-at-chance" in keys(report) and "diverged" not in keys(report), report.text()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "name", ["bug_unshuffled-data.py", "fixed_missing-zero-grad.py", "fixed_probabilities-into-logits-loss.py"]
-)
-def test_the_overhead_target(name):
-    """At most 1.5× the script's own time (the issue's target), on corpus scripts of sub-millisecond
-    steps (a DataLoader, two models, a classifier): CPU time of this process, best of 5 interleaved
-    runs (other jobs on a shared machine only add to either). The whole corpus: python -m bench --examine."""
-    from bench import examine as bench
-
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load > cores:  # other jobs then stretch both variants unevenly: the ratio measures the load
-        pytest.skip(f"load average {load:.1f} on {cores} cores: an overhead ratio needs a machine not overloaded")
-    path = CORPUS / name
-    bench.plain(path), bench.examined(path)  # warm-up
-    plain, examined = [], []
-    for _ in range(5):
-        plain.append(bench.plain(path)[1])
-        examined.append(bench.examined(path)[1])
-    assert min(examined) <= 1.5 * min(plain), (min(plain), min(examined))
 
 
 # --- manners: the hooks come off, other threads are not seen, the notebook form works
