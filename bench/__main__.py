@@ -356,7 +356,7 @@ def main(argv=None) -> int:
         return 0
 
     names = [n for n in args.cases.split(",") if n]
-    unknown = [n for n in names if not (ROOT / "bench" / f"{n}.py").exists()]
+    unknown = [n for n in names if n not in CASES]
     if unknown:
         print(f"error: cases: no benchmark for {', '.join(unknown)}; have {', '.join(CASES)}", file=sys.stderr)
         return 2
