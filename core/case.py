@@ -145,7 +145,8 @@ class Case:
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:
-            raise SettingError("task", f"must be one of {', '.join(self.tasks) or 'none for this case'} (got {name!r})")
+            have = f"must be one of {', '.join(self.tasks)}" if self.tasks else f"case {self.name} has none"
+            raise SettingError("task", f"{have} (got {name!r})")
         return self.tasks[name]
 
     def preset(self, name: str) -> Any:
