@@ -61,15 +61,16 @@ def execute(
     `task` is what to run with the config (default: the case's run): one of its `Task`s, checked
     and limited as the run is, or a plain function (its learning-rate range test), which is not.
     Raises SettingError for a bad config or one whose estimated cost is over `max_seconds`, before
-    any work. A heavy run (estimated over HEAVY_RUN_SECONDS) first waits
-    for one of the server's slots, calling `on_wait(position)` while it waits. `stop`: once
+    any work. A heavy run (estimated over HEAVY_RUN_SECONDS) first waits for one of the server's
+    slots, calling `on_wait(position)` while it waits. `stop`: once
     set, the run ends with `Stopped` at its next progress check (at least once a second).
     `on_progress` may raise to interrupt the run too (the app does when a setting changes).
     """
     case.validate(config)
     job = task if isinstance(task, Task) else None
-    if job is not None and job.check(config):
-        raise SettingError.of(job.check(config))
+    problems = job.check(config) if job is not None else []  # what the task refuses beyond the case's rules
+    if problems:
+        raise SettingError.of(problems)
     limited = task is None or job is not None
     problem = over_limit(case, config, max_seconds, job) if limited else None
     if problem is not None:
