@@ -29,8 +29,10 @@ HEADING = "## The sharpness measurement"
 
 
 def defaults():
-    """case -> (module, config, what in words): the run each page opens on."""
-    from core import cifar, linreg, registry
+    """case -> (module, config, what in words[, task]): the run each page opens on."""
+    from core import cifar, registry
+    from core.cases.linreg import config as linreg_config
+    from core.cases.linreg import single
     from core.cases.poly import config as poly_config
     from core.cases.poly import sharpness as poly_sharpness
     from core.cases.sine import config as sine  # where its SHARPNESS_MEASUREMENTS lives
@@ -42,7 +44,7 @@ def defaults():
         "sine": (sine, sine.AS_POSTED, "as-posted: 3000 full-batch steps"),
         "cifar": (cifar, cifar_cfg, f"as-posted quick view ({cifar_cfg.dataset}): 400 steps of 250"),
         "poly": (poly_sharpness, poly_config.AS_POSTED, "as-posted: the 29-rate scan, 1000 epochs"),
-        "linreg": (linreg, linreg.detail_config(linreg.AS_POSTED), "as-posted detail run: 10,000 Adam steps, B = 10"),
+        "linreg": (single, linreg_config.AS_POSTED, "as-posted detail run: 10,000 Adam steps, B = 10", single.SINGLE),
     }
 
 
@@ -71,14 +73,14 @@ def main(argv=None) -> int:
     cpu = device.pick("cpu")
     rows = []
     for name in args.cases.split(","):
-        module, config, what = defaults()[name]
+        module, config, what, *task = defaults()[name]
         case, count = registry.get(name), module.SHARPNESS_MEASUREMENTS
         with_it, without, shares, measured = [], [], [], 0
         for rep in range(args.repeat + 1):  # the first round warms up
             for m in (count, 0):
                 module.SHARPNESS_MEASUREMENTS = m
                 inside[0] = 0.0
-                result = runner.execute(case, config, cpu)
+                result = runner.execute(case, config, cpu, task=task[0] if task else None)
                 if rep == 0:
                     continue
                 if m:

@@ -43,6 +43,17 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Task:
+    """A second job of a case on the same config, which a page (`ui.run(..., task=...)`) and the CLI
+    (`run CASE --task NAME`) ask for explicitly; the runner checks and limits it as it does the case's
+    run (linreg: the sweep is its run, one run of the sweep in detail its task "single")."""
+
+    run: Callable[..., Any]  # (config, device, on_progress=None) -> RunResult; its __name__ keys the cache
+    check: Callable[[Any], list[str]] = lambda config: []  # what it refuses beyond the case's own check
+    cost: Callable[[Any], Cost] = lambda config: Cost(0.0, "")  # estimated before it runs
+
+
+@dataclass(frozen=True)
 class Case:
     name: str  # CLI name, e.g. "sine"
     short: str  # navigation label, e.g. "Sine fit"
@@ -84,6 +95,9 @@ class Case:
     # rest of the link (each note says what it changed); None: a clash falls back to the preset
     settle: Callable[[Any], tuple[Any, list[str]]] | None = None
     settings: tuple[Setting, ...] = ()  # derived from the config's knobs
+    tasks: Mapping[str, Task] = field(default_factory=dict)  # name -> a second job on the same config
+    # settings the case no longer has -> what an old link or command line that names one is told
+    retired: Mapping[str, str] = field(default_factory=dict)
 
     def comparison(self, config: Any) -> Any | None:
         """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""
@@ -101,6 +115,8 @@ class Case:
         for s in self.settings:
             if s.name == name:
                 return s
+        if name in self.retired:
+            raise SettingError(name, self.retired[name])
         known = ", ".join(s.name for s in self.settings)
         raise SettingError(name, f"unknown setting for case {self.name}; settings are: {known}")
 
@@ -126,6 +142,12 @@ class Case:
         if problems:
             raise SettingError.of(problems)
         return config
+
+    def task(self, name: str) -> Task:
+        if name not in self.tasks:
+            have = f"must be one of {', '.join(self.tasks)}" if self.tasks else f"case {self.name} has none"
+            raise SettingError("task", f"{have} (got {name!r})")
+        return self.tasks[name]
 
     def preset(self, name: str) -> Any:
         if name not in self.presets:

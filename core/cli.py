@@ -2,9 +2,9 @@
 
     python -m core list [--json]
     python -m core run CASE [--preset NAME] [--set KEY=VALUE ...] [--device auto|cpu|cuda|mps] [--history]
-                           [--max-seconds S]
+                           [--max-seconds S] [--task NAME]
     python -m core script CASE [--preset NAME] [--set KEY=VALUE ...]
-    python -m core figures CASE [--preset NAME] [--set KEY=VALUE ...] [--device ...] --out DIR
+    python -m core figures CASE [--preset NAME] [--set KEY=VALUE ...] [--device ...] [--task NAME] --out DIR
     python -m core examine SCRIPT.py [--json] [--out DIR] [--steps N] [-- ARGS ...]
 
 `run` prints exactly one JSON object on stdout; `script` prints a standalone Python
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="refuse a run whose estimated cost is over this many seconds (default: no limit)",
         )
+        p.add_argument("--task", help="a second job of the case on the same settings (linreg: single)")
     p_run.add_argument("--history", action="store_true", help="include the per-step history")
     p_fig.add_argument("--out", required=True, help="folder for the PNG and SVG files")
     p_ex = sub.add_parser("examine", help="run a training script under the examiner and diagnose it")
@@ -117,11 +118,13 @@ def cmd_run(args) -> dict[str, Any]:
     from core import runner
 
     case, config = configured(args)
+    task = case.task(args.task) if args.task else None
     device = device_.pick(args.device)
-    result = runner.execute(case, config, device, max_seconds=args.max_seconds)
+    result = runner.execute(case, config, device, task=task, max_seconds=args.max_seconds)
     out = {
         "case": case.name,
         "preset": args.preset,
+        **({"task": args.task} if task else {}),
         "config": {k: to_text(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()},
         "device": result.device,
         "seconds": round(result.seconds, 4),
@@ -135,16 +138,17 @@ def cmd_run(args) -> dict[str, Any]:
 
 
 def cmd_figures(args) -> dict[str, Any]:
-    """The page's charts for this run (with the as-posted run overlaid when it differs)."""
+    """The page's charts for this run (with the as-posted run overlaid when it differs; a task's charts alone)."""
     from pathlib import Path
 
     from core import device as device_
     from core import figures, runner
 
     case, config = configured(args)
+    task = case.task(args.task) if args.task else None
     device = device_.pick(args.device)
-    runs = {"current": runner.execute(case, config, device, max_seconds=args.max_seconds)}
-    reference = case.comparison(config)
+    runs = {"current": runner.execute(case, config, device, task=task, max_seconds=args.max_seconds)}
+    reference = case.comparison(config) if task is None else None
     if reference is not None:
         runs["as-posted"] = runner.execute(case, reference, device, max_seconds=args.max_seconds)
     paths = figures.write(figures.charts_for(case, runs), Path(args.out), case.file_stem(config))

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from core import device as device_
-from core.case import Case
+from core.case import Case, Task
 from core.settings import SettingError
 from core.threads import POLICY, Gate, Stopped, flush_denormals, keep_freed_memory, release_freed_memory
 from core.train import Progress, ProgressFn, RunResult
@@ -28,11 +28,11 @@ HEAVY_RUN_SECONDS = 5.0  # runs estimated longer than this take one of the serve
 GATE = Gate()  # the process-wide line for heavy runs: at most one per core at once
 
 
-def over_limit(case: Case, config: Any, max_seconds: float | None) -> str | None:
-    """Why `config` may not run under this time limit ('setting: …'), or None when it may."""
+def over_limit(case: Case, config: Any, max_seconds: float | None, task: Task | None = None) -> str | None:
+    """Why `config` may not run (or run `task`) under this time limit ('setting: …'), or None when it may."""
     if max_seconds is None:
         return None
-    cost = case.cost(config)
+    cost = (task or case).cost(config)
     if cost.seconds <= max_seconds:
         return None
     return (
@@ -50,7 +50,7 @@ def execute(
     config: Any,
     device: torch.device,
     on_progress: ProgressFn | None = None,
-    task: Callable[..., RunResult] | None = None,
+    task: Task | Callable[..., RunResult] | None = None,
     *,
     max_seconds: float | None = None,
     stop: threading.Event | None = None,
@@ -58,15 +58,21 @@ def execute(
 ) -> RunResult:
     """Validate `config`, train, and return the result with its wall time and device.
 
-    `task` is what to run with the config (default: the case's run; e.g. its learning-rate
-    range test). Raises SettingError for a bad config or one whose estimated cost is over
-    `max_seconds`, before any work. A heavy run (estimated over HEAVY_RUN_SECONDS) first waits
-    for one of the server's slots, calling `on_wait(position)` while it waits. `stop`: once
+    `task` is what to run with the config (default: the case's run): one of its `Task`s, checked
+    and limited as the run is, or a plain function (its learning-rate range test), which is not.
+    Raises SettingError for a bad config or one whose estimated cost is over `max_seconds`, before
+    any work. A heavy run (estimated over HEAVY_RUN_SECONDS) first waits for one of the server's
+    slots, calling `on_wait(position)` while it waits. `stop`: once
     set, the run ends with `Stopped` at its next progress check (at least once a second).
     `on_progress` may raise to interrupt the run too (the app does when a setting changes).
     """
     case.validate(config)
-    problem = over_limit(case, config, max_seconds) if task is None else None
+    job = task if isinstance(task, Task) else None
+    problems = job.check(config) if job is not None else []  # what the task refuses beyond the case's rules
+    if problems:
+        raise SettingError.of(problems)
+    limited = task is None or job is not None
+    problem = over_limit(case, config, max_seconds, job) if limited else None
     if problem is not None:
         raise SettingError.of([problem])
     heavy = device.type == "cpu" and case.heavy(config)
@@ -80,7 +86,8 @@ def execute(
         if on_progress is not None:
             on_progress(p)
 
-    gated = task is None and case.cost(config).seconds > HEAVY_RUN_SECONDS
+    gated = limited and (job or case).cost(config).seconds > HEAVY_RUN_SECONDS
+    run = case.run if task is None else job.run if job is not None else task
     try:
         with (
             GATE.slot(on_wait) if gated else contextlib.nullcontext(),
@@ -88,7 +95,7 @@ def execute(
             flush_denormals(),
         ):
             start = time.perf_counter()
-            result = (task or case.run)(config, device, on_progress=progress)
+            result = run(config, device, on_progress=progress)
             device_.synchronize(device)
             seconds = time.perf_counter() - start
     finally:
@@ -118,8 +125,9 @@ class ResultCache:
         self._bytes = 0
 
     @staticmethod
-    def key(case: Case, config: Any, device: torch.device, task: Callable | None = None) -> tuple:
-        return (case.name, task.__name__ if task else "run", config, str(device))
+    def key(case: Case, config: Any, device: torch.device, task: Task | Callable | None = None) -> tuple:
+        run = task.run if isinstance(task, Task) else task
+        return (case.name, run.__name__ if run else "run", config, str(device))
 
     @property
     def bytes(self) -> int:

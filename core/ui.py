@@ -158,6 +158,9 @@ def from_url(case: Case) -> None:
         preset = "as-posted"
     values = dataclasses.asdict(case.page_preset(preset))
     for name, text in params.items():
+        if name in case.retired:  # a setting the case had: an old link still opens
+            notices.append(f"ignored {name}={text[:40]!r}: {case.retired[name]}")
+            continue
         try:
             s = case.setting(name)
             if not s.in_url:  # a server path or an upload: nothing is opened, whatever the value

@@ -2,8 +2,12 @@
 
 import streamlit as st
 
-from core import linreg, registry, ui
-from core.charts import linreg as charts
+from core import registry, ui
+from core.cases.linreg import charts, view
+from core.cases.linreg.data import quadratic
+from core.cases.linreg.diagnose import REACHED, reach
+from core.cases.linreg.single import SINGLE
+from core.cases.linreg.sweep import fit_batched
 from core.charts import sharpness
 
 case = registry.get("linreg")
@@ -19,13 +23,6 @@ st.markdown(
 )
 
 ui.init_settings(case)
-if st.session_state[ui.key(case, "mode")] != "sweep":  # a link may carry the CLI's mode=single
-    ui.load(case, {"mode": "sweep"})
-    st.info(
-        "From the link: mode=single is the CLI's single run. This page trains the sweep and shows the run at "
-        "batch_size in detail below it.",
-        icon=":material/link:",
-    )
 with st.sidebar:
     ui.preset_buttons(case)
     st.subheader("The loss and the budget")
@@ -65,10 +62,9 @@ runs = {name: result}
 for other in ("as-posted", "fixed"):
     if other != name:
         runs[other] = ui.run(case, case.presets[other], device, label=f"The {other} sweep, for comparison")
-m = result.metrics
 
 st.subheader("The post's three panels")
-reached = linreg.reach(config, result.frames["sweep"])
+reached = reach(config, result.frames["sweep"])
 steps = result.frames["sweep"].drop_duplicates("batch_size")["steps"]
 cols = st.columns(4)
 for col, shuffled in zip(cols, (True, False), strict=False):
@@ -77,15 +73,13 @@ for col, shuffled in zip(cols, (True, False), strict=False):
         col.metric(
             f"Reach slope {config.slope:g}, {'shuffled' if shuffled else 'not shuffled'}",
             f"{r['reached']} of {r['runs']}",
-            help=f"Batch sizes that end within {linreg.REACHED} of the true slope. The closest: "
+            help=f"Batch sizes that end within {REACHED} of the true slope. The closest: "
             f"{r['best_slope']:.3f} at batch size {r['best_batch_size']}.",
         )
 cols[2].metric("Steps, smallest → largest batch", f"{steps.iloc[0]:,} → {steps.iloc[-1]:,}")
 cols[3].metric("Sweep time", f"{result.seconds:.2f} s", help=f"{len(result.frames['sweep'])} fits, {result.device}")
 pinned = ui.pins(case, config, device)
-pinned_configs = [c for label, c in ui.pinned(case).items() if label in pinned]
-# a compared preset that is also pinned is drawn once, as its pin
-runs = {k: r for k, r in runs.items() if k == name or case.presets[k] not in pinned_configs} | pinned
+runs = view.drawn(runs, name, pinned, ui.pinned(case))  # a compared preset that is also pinned: drawn once
 
 figures = charts.figures(runs, details={})  # the sweep's charts, drawn before the detail trains
 cols = st.columns(3)
@@ -100,57 +94,22 @@ st.caption(
 
 left, right = st.columns([3, 2])
 with left:
-    needed = linreg.steps_needed(config, m["initial_slope"]) if config.optimizer == "adam" else None
     ui.chart(figures["steps"])
 with right:
-    if config.budget == "epochs":
-        st.markdown("**The second cause: an epoch budget gives large batches few steps**")
-        st.markdown(
-            f"With a budget of epochs, a run takes epochs × ceil(n / B) steps: here {steps.iloc[0]:,} at the "
-            f"smallest batch and {steps.iloc[-1]:,} at the largest. Adam moves a weight by about lr per step, "
-            f"whatever the gradient's size, and every fit starts from the same line, slope {m['initial_slope']:.2f}. "
-            + (
-                f"Reaching {config.slope:g} takes at least {needed:,} steps at lr {config.lr:g}: batch sizes "
-                "whose line lies below the dotted rule stop short, with or without the shape bug. "
-                if needed is not None
-                else ""
-            )
-            + "The fix is a budget of steps (or a larger learning rate for larger batches), not of epochs."
-        )
-    else:
-        st.markdown("**A budget of steps: every batch size gets the same number**")
-        st.markdown(
-            f"Every batch size takes {config.steps:,} optimizer steps, however many epochs that is. Adam moves a "
-            f"weight by about lr per step and every fit starts from slope {m['initial_slope']:.2f}"
-            + (
-                f", so reaching {config.slope:g} takes at least {needed:,} steps at lr {config.lr:g}."
-                if needed
-                else "."
-            )
-            + " A larger batch only makes each step's gradient less noisy."
-        )
+    st.markdown(view.budget_note(config, result))
 
 st.subheader("One run in detail")
-detail_config = linreg.detail_config(config)
-problems = case.errors(detail_config)
+problems = SINGLE.check(config)  # the sweep's one run at batch_size: the case's task "single"
 for p in problems:
     st.error(f"**{p.split(':', 1)[0]}**: {p.split(':', 1)[1].strip()}", icon="⚠️")
 if not problems:
-    detail = ui.run(case, detail_config, device, label="One run in detail")
+    detail = ui.run(case, config, device, label="One run in detail", task=SINGLE)
     details = {name: detail}
-    for label, pin_config in ui.pinned(case).items():  # each pinned sweep's run in detail, overlaid
-        pin_detail = linreg.detail_config(pin_config)
-        if label in pinned and not case.errors(pin_detail):
-            details[label] = ui.run(case, pin_detail, device, label=f"Pinned run {label}: its run in detail")
+    for label, pin_config in view.pin_details(pinned, ui.pinned(case)).items():  # each pin's run, overlaid
+        details[label] = ui.run(case, pin_config, device, label=f"Pinned run {label}: its run in detail", task=SINGLE)
     figures = charts.figures(runs, details)  # all of them, each run in one colour throughout
     d = detail.metrics
-    how = "shuffled" if d["shuffle"] else "not shuffled"
-    st.markdown(
-        f"Batch size **{d['batch_size']}**, {how}"
-        + (" (the sweep trains both; this run is shuffled, as the posted code was)" if config.shuffle == "both" else "")
-        + f": {d['steps_run']:,} steps of the plain PyTorch loop (`F.mse_loss(preds, y)`, `torch.optim.Adam`) "
-        f"ended at slope **{d['slope']:.3f}** and intercept **{d['intercept']:.3f}**."
-    )
+    st.markdown(view.detail_note(config, detail))
     if d["diverged"]:
         st.error("The loss became NaN or infinite: the run diverged. A smaller lr keeps the steps in range.", icon="💥")
     left, right = st.columns([3, 2])
@@ -181,25 +140,10 @@ if not problems:
         ui.chart(figures["meant"])
     with right:
         st.markdown("**What the loss averages**")
-        st.markdown(
-            "Each cell is a prediction minus a target of the run's last full batch, at the final weights: p_i − y_j. "
-            + (
-                "`F.mse_loss` with targets (B, 1, 1) squares and averages *every* cell; the loss meant averages "
-                "only the outlined diagonal, p_i − y_i, shown again as bars. The matrix is smallest when every "
-                "prediction equals the batch's mean target, and that is a flat line. With unshuffled small batches "
-                "the targets of a batch are nearly equal, so the rows hardly differ and the two losses agree."
-                if d["broadcast_warning"]
-                else "With targets (B, 1), `F.mse_loss` averages only the outlined diagonal, p_i − y_i, shown again "
-                "as bars: each prediction against its own target. The rest of the matrix is what the posted "
-                "shapes would have averaged as well."
-            )
-        )
+        st.markdown(view.pairs_note(detail))
 
 st.subheader("Diagnosis")
-ui.findings(case, linreg.diagnose(config, result, detail if not problems else None), config)
-st.caption(
-    "Measured on the 2-core CPU, seeds 0-9: with targets (B, 1) and 5000 Adam steps for every batch size, every "
-    "batch size from 10 to 1000, shuffled or not, ends within 0.05 of slope −4 and 0.02 of intercept 0."
-)
+ui.findings(case, case.diagnose(config, result, detail if not problems else None), config)
+st.caption(view.fixed_caption())
 ui.downloads(case, config, result, figures)
-ui.show_code(linreg.run_single, linreg.quadratic, linreg.fit_batched)
+ui.show_code(SINGLE.run, quadratic, fit_batched)

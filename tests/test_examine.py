@@ -125,9 +125,9 @@ CASES = {  # case: (as-posted preset, its settings, the causes; the fixed preset
     "poly": ("as-posted", {"epochs": 200}, {"ill-conditioned"}, {}),
     "linreg": (
         "as-posted",
-        {"mode": "single", "shuffle": "false", "epochs": 3},
+        {"shuffle": "false", "epochs": 3, "batch_sizes_to": 10, "batch_sizes_count": 1},  # one run, B = 10
         {"loss-shape-broadcast", "unshuffled-data"},
-        {"mode": "single", "shuffle": "true", "steps": 300},
+        {"shuffle": "true", "steps": 300},
     ),
     "cifar": (
         "x255",
@@ -144,7 +144,7 @@ def test_case_scripts_as_posted_name_the_causes_and_fixed_none(name, tmp_path, m
     preset, sets, causes, fixed_sets = CASES[name]
     posted = run(case_script(tmp_path, name, preset, **sets))
     assert causes <= keys(posted), posted.text()
-    budget = {k: v for k, v in sets.items() if k not in ("mode", "shuffle")} | fixed_sets
+    budget = {k: v for k, v in sets.items() if k != "shuffle"} | fixed_sets
     fixed = run(case_script(tmp_path, name, "fixed", **budget))
     assert not causes & keys(fixed), fixed.text()
     assert fixed.findings == [], fixed.text()

@@ -267,10 +267,10 @@ def test_bad_linreg_link_values_fall_back_with_a_notice():
     assert not at.exception and not at.error
     assert "batch_sizes_to: must be at most n_points (1000)" in " ".join(w.value for w in at.warning)
     assert at.number_input(key="linreg.batch_sizes_count").value == 100
-    # the CLI's mode=single: this page trains the sweep and shows that run in detail
+    # the setting the case had (mode=single): ignored with a notice; the page trains the sweep and its run in detail
     at = page("linreg", {"mode": "single", "shuffle": "true", **SMALL_SWEEP})
     assert not at.exception and not at.error
-    assert any("mode=single" in i.value for i in at.info)
+    assert any("ignored mode='single': not a setting any more" in w.value for w in at.warning)
     assert "mode" not in at.query_params and at.query_params["shuffle"] == "true"
     assert list(series_by_chart(at))[:4] == list(SWEEP_CHARTS)
 
@@ -479,17 +479,17 @@ def test_a_bad_upload_keeps_the_good_one_and_uploads_survive_a_page_visit(case_n
     assert at.session_state[points_key] == ()
 
 
-def test_a_linreg_single_run_link_keeps_its_settings_and_resolves_the_shuffle_clash():
+def test_a_linreg_single_run_link_keeps_its_settings():
     """Issue 14, item 11: ?mode=single&batch_size=50 fell back to as-posted entirely (batch size 10),
-    because single mode refuses the default shuffle=both."""
+    because single mode refused the default shuffle=both. Issue 15: mode is no setting; the single run at
+    batch_size is shuffled as posted beside a sweep that trains both."""
     at = page("linreg", {"mode": "single", "batch_size": "50", **SMALL_SWEEP})
     assert not at.exception and not at.error
     assert at.number_input(key="linreg.batch_size").value == 50 and at.number_input(key="linreg.epochs").value == 10
-    assert at.radio(key="linreg.shuffle").value == "true"
+    assert at.radio(key="linreg.shuffle").value == "both"
     notices = " ".join(w.value for w in at.warning)
-    assert "shuffle=both became true" in notices and "unchanged" not in notices
-    assert any("mode=single" in i.value for i in at.info)  # the page shows the sweep, and this run in detail
-    assert any("Batch size **50**" in m.value for m in at.markdown)
+    assert "ignored mode='single'" in notices and "unchanged" not in notices
+    assert any("Batch size **50**, shuffled" in m.value for m in at.markdown)
 
 
 def test_a_fix_button_lists_only_the_values_it_changes_and_huge_values_print_in_scientific_notation(offline):

@@ -1,6 +1,6 @@
-"""Case 4 against its oracles: the posted Dataset, DataLoader and training step in plain
-PyTorch (F.mse_loss with the posted shapes, torch.optim.Adam), autograd for the closed-form
-loss, PyTorch's own warning, and the post's figures on reduced sweeps."""
+"""Case 4 against its oracles: the standalone script (the posted Dataset, its batches and the
+training step in plain PyTorch: F.mse_loss with the posted shapes, torch.optim.Adam), autograd for
+the closed-form loss, PyTorch's own warning, and the post's figures on reduced sweeps."""
 
 import dataclasses
 import json
@@ -14,71 +14,53 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, RandomSampler, Sampler
+from torch.utils.data import DataLoader, RandomSampler
 
-from core import linreg, registry, runner
-from core.linreg import posted_dataset
+from core import runner
+from core.cases.linreg import CASE, data, script
+from core.cases.linreg import config as cfg
+from core.cases.linreg.config import FIXED_REACHES
+from core.cases.linreg.single import SINGLE
 from core.settings import SettingError
 
-CASE = registry.get("linreg")
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
-class EpochOrders(Sampler):
-    """A DataLoader sampler that visits the samples in the run's epoch orders (linreg.epoch_orders)."""
-
-    def __init__(self, n, shuffle, generator):
-        self.n, self.shuffle, self.generator = n, shuffle, generator
-
-    def __len__(self):
-        return self.n
-
-    def __iter__(self):
-        yield from linreg.epoch_orders(self.n, 1, self.shuffle, self.generator)[0].tolist()
-
-
-def plain_run(config, batch_size, shuffle, dtype=torch.float32, optimizer="adam"):
-    """The post's training, without Lightning: a DataLoader over the posted Dataset (the run's
-    permutations), nn.Linear(1, 1) from the run's initial line, F.mse_loss(preds, y), torch.optim.Adam."""
-    sampler = EpochOrders(config.n_points, shuffle, linreg.shuffle_generator(config.seed, batch_size))
-    loader = DataLoader(posted_dataset(config), batch_size=batch_size, sampler=sampler)
-    model = torch.nn.Linear(1, 1).to(dtype)
-    w0, b0 = linreg.init_line(config.seed)
-    with torch.no_grad():
-        model.weight.fill_(w0)
-        model.bias.fill_(b0)
-    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(model.parameters(), lr=config.lr)
-    steps = linreg.steps_for(config, batch_size)
-    losses = []
+def plain_run(config, batch_size, shuffle, dtype=torch.float32):
+    """The standalone script's run (the oracle): the posted Dataset's tensors in `dtype`, each epoch's
+    batches cut from the run's permutation, nn.Linear(1, 1) from the run's initial line,
+    F.mse_loss(preds, y), torch.optim."""
+    c = dataclasses.asdict(config)
+    x, y = script.make_data(c)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        while len(losses) < steps:
-            for x, y in loader:
-                preds = model(x.to(dtype))
-                loss = F.mse_loss(preds, y.to(dtype))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                if len(losses) == steps:
-                    break
-    return model.weight.item(), model.bias.item(), np.array(losses)
+        slope, intercept, losses = script.fit(x.to(dtype), y.to(dtype), c, batch_size, shuffle, stop_at_nan=False)
+    return slope, intercept, np.array(losses)
+
+
+def run_single(config, device=CPU):
+    """The case's task "single": one run of the sweep at batch_size."""
+    return runner.execute(CASE, config, device, task=SINGLE)
 
 
 SMALL = dataclasses.replace(
-    linreg.AS_POSTED, n_points=120, epochs=4, batch_sizes_from=7, batch_sizes_to=120, batch_sizes_count=5
+    cfg.AS_POSTED, n_points=120, epochs=4, batch_sizes_from=7, batch_sizes_to=120, batch_sizes_count=5
 )  # batch sizes 7, 35, 63, 91, 120: partial last batches, and one batch of everything
 
 
 def test_data_is_the_posted_dataset():
+    """The app's tensors and the script's are the items of the post's Dataset (the script's LineFunction)."""
     for shape, target in (("as-posted", (5, 1, 1)), ("fixed", (5, 1))):
-        config = dataclasses.replace(linreg.AS_POSTED, target_shape=shape)
-        x, y = linreg.make_data(config)
-        xb, yb = next(iter(DataLoader(posted_dataset(config), batch_size=5)))
+        config = dataclasses.replace(cfg.AS_POSTED, target_shape=shape)
+        x, y = data.make_data(config)
+        posted = script.posted_dataset(dataclasses.asdict(config))
+        xb, yb = next(iter(DataLoader(posted, batch_size=5)))
         assert xb.shape == (5, 1) and yb.shape == target
         assert torch.equal(x[:5], xb) and torch.equal(y[:5], yb)
-        assert torch.equal(y.reshape(-1), torch.stack([posted_dataset(config)[i][1].reshape(()) for i in range(1000)]))
+        assert torch.equal(y.reshape(-1), torch.stack([posted[i][1].reshape(()) for i in range(1000)]))
+        xs, ys = script.make_data(dataclasses.asdict(config))
+        assert torch.equal(xs, x) and torch.equal(ys, y)
     noise = (y[:, 0] - (-4 * x[:, 0])).numpy()
     assert abs(noise.std() - 0.05) < 0.005 and abs(noise.mean()) < 0.005
 
@@ -87,15 +69,15 @@ def test_epoch_orders_are_random_samplers_permutations():
     """Each epoch is a fresh randperm from the run's generator, the first one exactly what
     RandomSampler(generator=g) (DataLoader's shuffle) visits first; the stream continues across calls."""
     n, bs = 50, 8
-    first = torch.tensor(list(RandomSampler(range(n), generator=linreg.shuffle_generator(3, bs))))
-    g = linreg.shuffle_generator(3, bs)
-    got = torch.cat([linreg.epoch_orders(n, 2, True, g), linreg.epoch_orders(n, 1, True, g)]).long()
+    first = torch.tensor(list(RandomSampler(range(n), generator=data.shuffle_generator(3, bs))))
+    g = data.shuffle_generator(3, bs)
+    got = torch.cat([data.epoch_orders(n, 2, True, g), data.epoch_orders(n, 1, True, g)]).long()
     assert torch.equal(got[0], first)
-    ref = linreg.shuffle_generator(3, bs)
+    ref = data.shuffle_generator(3, bs)
     assert torch.equal(got, torch.stack([torch.randperm(n, generator=ref) for _ in range(3)]))
-    assert torch.equal(linreg.epoch_orders(n, 2, False, g).long(), torch.arange(n).expand(2, n))
+    assert torch.equal(data.epoch_orders(n, 2, False, g).long(), torch.arange(n).expand(2, n))
     # each batch size has its own stream, whatever else the sweep holds
-    assert not torch.equal(linreg.epoch_orders(n, 1, True, linreg.shuffle_generator(3, 9)).long(), first)
+    assert not torch.equal(data.epoch_orders(n, 1, True, data.shuffle_generator(3, 9)).long(), first)
 
 
 @pytest.mark.parametrize("broadcast", [True, False])
@@ -114,7 +96,7 @@ def test_quadratic_is_the_loss_and_its_gradient(broadcast):
         loss.backward()
         xs, ys = x[:, 0].numpy(), y[:, 0].numpy()
         means = np.array([xs.mean(), (xs * xs).mean(), ys.mean(), (xs * ys).mean(), (ys * ys).mean()])
-        a, xm, c, ym, d = linreg.quadratic(means, broadcast)
+        a, xm, c, ym, d = data.quadratic(means, broadcast)
         wv, bv = w.item(), b.item()
         assert wv * wv * a + 2 * wv * bv * xm + bv * bv - 2 * wv * c - 2 * bv * ym + d == pytest.approx(loss.item())
         assert 2 * (wv * a + bv * xm - c) == pytest.approx(w.grad.item())
@@ -133,7 +115,7 @@ def test_the_batched_sweep_equals_separate_plain_runs(target_shape, optimizer, l
     rows = result.frames["sweep"]
     assert len(rows) == 10 and rows["batch_size"].tolist() == [7, 35, 63, 91, 120] * 2
     for row in rows.itertuples():
-        slope, intercept, losses = plain_run(config, row.batch_size, row.shuffle, torch.float64, optimizer)
+        slope, intercept, losses = plain_run(config, row.batch_size, row.shuffle, torch.float64)
         assert row.steps == len(losses)
         assert row.slope == pytest.approx(slope, rel=1e-9, abs=1e-12)
         assert row.intercept == pytest.approx(intercept, rel=1e-9, abs=1e-12)
@@ -146,7 +128,7 @@ def test_the_batched_sweep_equals_separate_plain_runs(target_shape, optimizer, l
 
 def test_the_posted_sweep_equals_float32_plain_runs_within_float_tolerance():
     """The posted dtype (float32) and data, 30 epochs (3000 steps at batch size 10), a few of the post's batch sizes."""
-    config = dataclasses.replace(linreg.AS_POSTED, epochs=30)
+    config = dataclasses.replace(cfg.AS_POSTED, epochs=30)
     sweep = runner.execute(CASE, config, CPU).frames["sweep"]
     for bs, shuffle in [(10, True), (30, False), (190, True), (1000, False)]:
         slope, intercept, losses = plain_run(config, bs, shuffle)
@@ -158,7 +140,7 @@ def test_the_posted_sweep_equals_float32_plain_runs_within_float_tolerance():
 
 @pytest.mark.parametrize(("shuffle", "bs"), [("true", 7), ("false", 35), ("true", 120)])
 def test_a_single_run_is_its_sweep_entry(shuffle, bs):
-    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle=shuffle, batch_size=bs), CPU)
+    single = run_single(dataclasses.replace(SMALL, shuffle=shuffle, batch_size=bs))
     sweep = runner.execute(CASE, SMALL, CPU).frames["sweep"]
     row = sweep[(sweep["batch_size"] == bs) & (sweep["shuffle"] == (shuffle == "true"))].iloc[0]
     m = single.metrics
@@ -177,7 +159,7 @@ def sweeps():
     and a reduced one (34 batch sizes: 10, 40, ..., 1000) for fixed."""
     reduced = dict(batch_sizes_count=34)
     return {
-        "as-posted": runner.execute(CASE, linreg.AS_POSTED, CPU).frames["sweep"],
+        "as-posted": runner.execute(CASE, cfg.AS_POSTED, CPU).frames["sweep"],
         "fixed-shape": runner.execute(CASE, CASE.presets["fixed-shape"], CPU).frames["sweep"],
         "fixed": runner.execute(CASE, dataclasses.replace(CASE.presets["fixed"], **reduced), CPU).frames["sweep"],
     }
@@ -211,7 +193,7 @@ def test_fixed_shape_makes_shuffling_irrelevant_for_small_batches(sweeps):
 
 def test_fixed_reaches_the_line_for_every_batch_size_and_both_shuffles(sweeps):
     fixed = sweeps["fixed"]
-    assert len(fixed) == 68 and (fixed["steps"] == linreg.AS_POSTED.steps).all()
+    assert len(fixed) == 68 and (fixed["steps"] == cfg.AS_POSTED.steps).all()
     assert ((fixed["slope"] + 4).abs() < 0.1).all(), fixed
     assert (fixed["intercept"].abs() < 0.05).all(), fixed
 
@@ -220,27 +202,27 @@ def test_steps_shrink_with_the_batch_size_under_an_epoch_budget(sweeps):
     rows = sweeps["as-posted"]
     steps = rows[rows["shuffle"]].set_index("batch_size")["steps"]
     assert steps[10] == 10_000 and steps[990] == 200 and steps[1000] == 100
-    assert linreg.steps_needed(linreg.AS_POSTED, linreg.init_line(0)[0]) > 100
+    assert data.steps_needed(cfg.AS_POSTED, data.init_line(0)[0]) > 100
 
 
 # ---------------------------------------------------------------- one run in detail
 
 
 def test_the_warning_is_pytorchs_own_verbatim():
-    config = dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=35)
-    m = runner.execute(CASE, config, CPU).metrics
+    config = dataclasses.replace(SMALL, shuffle="true", batch_size=35)
+    m = run_single(config).metrics
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         F.mse_loss(torch.zeros(35, 1), torch.zeros(35, 1, 1))
     assert m["broadcast_warning"] is True and m["warning"] == str(records[0].message)
     assert "Using a target size (torch.Size([35, 1, 1]))" in m["warning"]
-    fixed = runner.execute(CASE, dataclasses.replace(config, target_shape="fixed"), CPU).metrics
+    fixed = run_single(dataclasses.replace(config, target_shape="fixed")).metrics
     assert fixed["broadcast_warning"] is False and fixed["warning"] is None
 
 
 def test_the_single_run_shows_shapes_and_the_pairs_the_loss_averages():
-    config = dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=7)
-    result = runner.execute(CASE, config, CPU)
+    config = dataclasses.replace(SMALL, shuffle="true", batch_size=7)
+    result = run_single(config)
     shapes = result.frames["shapes"].set_index("tensor")["shape"]
     assert shapes["predictions"] == "(7, 1)" and shapes["targets"] == "(7, 1, 1)"
     assert shapes["what mse_loss averages over"] == "(7, 7, 1)"
@@ -260,16 +242,16 @@ def test_a_diverging_sweep_is_a_result(cpu):
     result = runner.execute(CASE, config, cpu)
     sweep = result.frames["sweep"]
     assert not np.isfinite(sweep["slope"]).all()
-    single = runner.execute(CASE, dataclasses.replace(config, mode="single", shuffle="true"), cpu)
+    single = run_single(dataclasses.replace(config, shuffle="true"), cpu)
     assert single.metrics["diverged"] is True and single.metrics["steps_run"] < 40 * 18
 
 
 def test_the_largest_seed_and_batch_size_have_their_own_streams():
     top = 2**31 - 1
-    assert linreg.shuffle_generator(top, linreg.MAX_N).initial_seed() < 2**64
-    assert linreg.shuffle_generator(0, 2**20 - 1).initial_seed() < linreg.shuffle_generator(1, 0).initial_seed()
-    config = dataclasses.replace(SMALL, seed=top, mode="single", shuffle="true", batch_size=120)
-    assert runner.execute(CASE, config, CPU).metrics["steps_run"] == 4
+    assert data.shuffle_generator(top, cfg.MAX_N).initial_seed() < 2**64
+    assert data.shuffle_generator(0, 2**20 - 1).initial_seed() < data.shuffle_generator(1, 0).initial_seed()
+    config = dataclasses.replace(SMALL, seed=top, shuffle="true", batch_size=120)
+    assert run_single(config).metrics["steps_run"] == 4
 
 
 def test_same_config_same_result():
@@ -284,19 +266,19 @@ def test_same_config_same_result():
 
 
 def test_diagnosis_names_both_causes_and_their_fixes():
-    result = runner.execute(CASE, linreg.AS_POSTED, CPU)
-    found = {f.key: f for f in linreg.diagnose(linreg.AS_POSTED, result)}
+    result = runner.execute(CASE, cfg.AS_POSTED, CPU)
+    found = {f.key: f for f in CASE.diagnose(cfg.AS_POSTED, result)}
     assert set(found) == {"broadcast", "too-few-steps"}
     assert found["broadcast"].fix == {"target_shape": "fixed"}
     assert "with shuffling, no batch size reaches slope -4" in found["broadcast"].evidence
     assert "Using a target size" in found["broadcast"].evidence
     assert found["too-few-steps"].fix == {"budget": "steps", "steps": 5000}
     assert "batch size 1000 only 100" in found["too-few-steps"].evidence
-    config = linreg.AS_POSTED
+    config = cfg.AS_POSTED
     for f in found.values():
         config = dataclasses.replace(config, **f.fix)
     assert config == CASE.presets["fixed"]
-    assert linreg.diagnose(config, runner.execute(CASE, dataclasses.replace(config, steps=50), CPU)) == []
+    assert CASE.diagnose(config, runner.execute(CASE, dataclasses.replace(config, steps=50), CPU)) == []
 
 
 # ---------------------------------------------------------------- settings and the CLI
@@ -315,10 +297,7 @@ def test_diagnosis_names_both_causes_and_their_fixes():
         ({"n_points": "5"}, "n_points: must be >= 10 and <= 100000 (got 5)"),
         ({"lr": "0"}, "lr: must be > 0 and <= 10 (got 0)"),
         ({"shuffle": "maybe"}, "shuffle: must be one of true, false, both (got 'maybe')"),
-        ({"mode": "single"}, "shuffle: a single run (mode single) is shuffled or not: true or false (got both)"),
-        ({"mode": "single", "shuffle": "true", "batch_size": "3000", "n_points": "5000"},
-         "batch_size: with target_shape as-posted the loss forms a (B, B) matrix"),
-        ({"mode": "single", "shuffle": "true", "batch_size": "1"}, "epochs: a single run at batch_size 1 would take"),
+        ({"mode": "single"}, "mode: not a setting any more: the sweep is the case's run"),
         ({"batch_sizes_from": "1", "epochs": "101"}, "epochs: batch size 1 would take 101,000"),
         ({"epochs": "2000"}, "epochs: batch size 10 would take 200,000 optimizer steps"),
         ({"budget": "steps", "steps": "100000"}, "steps: the sweep would take 20,000,000 optimizer steps"),
@@ -330,12 +309,28 @@ def test_bad_settings_get_a_message_naming_the_setting(overrides, message):
     assert str(e.value).startswith(message), str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_size": "3000", "n_points": "5000"}, "batch_size: with target_shape as-posted the loss forms a (B, B)"),
+        ({"batch_size": "1"}, "epochs: a single run at batch_size 1 would take 100,000 optimizer steps"),
+    ],
+)
+def test_the_single_run_refuses_what_its_own_limits_do_not_allow(overrides, message):
+    """The sweep may run (its own limits hold); its one run in detail may not, and the runner says so."""
+    config = CASE.configure("as-posted", overrides)
+    assert SINGLE.check(config)[0].startswith(message)
+    with pytest.raises(SettingError) as e:
+        run_single(config)
+    assert str(e.value).startswith(message), str(e.value)
+
+
 def test_presets_are_small_diffs_and_valid():
-    assert CASE.errors(linreg.AS_POSTED) == []
-    assert linreg.sweep_sizes(linreg.AS_POSTED) == [int(x) for x in np.linspace(10, 1000, 100)]
+    assert CASE.errors(cfg.AS_POSTED) == []
+    assert data.sweep_sizes(cfg.AS_POSTED) == [int(x) for x in np.linspace(10, 1000, 100)]
     for name, config in CASE.presets.items():
         assert CASE.errors(config) == [], name
-    diff = {k for k, v in dataclasses.asdict(CASE.presets["fixed"]).items() if v != getattr(linreg.AS_POSTED, k)}
+    diff = {k for k, v in dataclasses.asdict(CASE.presets["fixed"]).items() if v != getattr(cfg.AS_POSTED, k)}
     assert diff == {"target_shape", "budget"}
 
 
@@ -345,8 +340,9 @@ def cli(*args):
 
 
 def test_cli_single_run_metrics():
-    out = cli("run", "linreg", "--set", "mode=single", "--set", "shuffle=false", "--set", "epochs=3")
+    out = cli("run", "linreg", "--task", "single", "--set", "shuffle=false", "--set", "epochs=3")
     assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["task"] == "single"
     m = json.loads(out.stdout)["metrics"]
     assert {"slope", "intercept", "final_loss", "steps_run", "broadcast_warning"} <= set(m)
     assert m["steps_run"] == 300 and m["broadcast_warning"] is True
@@ -373,16 +369,20 @@ def test_cli_diverged_sweep_is_valid_json_and_bad_input_is_one_line():
     out = cli("run", "linreg", "--set", "batch_size=0")
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr == "error: batch_size: must be >= 1 and <= 100000 (got 0)\n"
+    out = cli("run", "linreg", "--set", "mode=single")  # the setting it had: what to do instead
+    assert out.returncode == 2 and "--task single" in out.stderr
+    out = cli("run", "linreg", "--task", "sweep")
+    assert out.returncode == 2 and out.stderr == "error: task: must be one of single (got 'sweep')\n"
 
 
 def test_epoch_losses_are_mse_loss_over_the_last_epochs_batches():
     """The detail's table: the last epoch's mean batch loss at the fitted and the data's line, against
     F.mse_loss itself on that epoch's batches (the posted shapes, and the shapes meant)."""
-    config = dataclasses.replace(SMALL, mode="single", shuffle="true", batch_size=35, epochs=30)
-    result = runner.execute(CASE, config, CPU)
+    config = dataclasses.replace(SMALL, shuffle="true", batch_size=35, epochs=30)
+    result = run_single(config)
     table = result.frames["epoch_losses"].set_index("line")
-    x, y = linreg.make_data(config)
-    order = linreg.epoch_orders(120, 30, True, linreg.shuffle_generator(config.seed, 35))[-1].long()
+    x, y = data.make_data(config)
+    order = data.epoch_orders(120, 30, True, data.shuffle_generator(config.seed, 35))[-1].long()
     m = result.metrics
     for line, (w, b) in {"the fitted line": (m["slope"], m["intercept"]), "the data's line": (-4.0, 0.0)}.items():
         as_averaged, meant = [], []
@@ -422,14 +422,14 @@ def test_the_pages_figures_with_pins_overlaid(bs):
     """Every chart of the page, for a small and a big batch (the heatmap shows 40 × 40 of it), with a
     compared sweep and a pinned one that diverged: pins overlay the three panels, the steps, and the
     detail's fit and loss in their own colour; the pairs are the current run's only."""
-    from core.charts import linreg as charts
+    from core.cases.linreg import charts
 
     current = dataclasses.replace(SMALL, batch_size=bs)
     diverged = dataclasses.replace(SMALL, optimizer="sgd", lr=10.0, epochs=40, batch_size=bs)
     fixed = dataclasses.replace(SMALL, target_shape="fixed", budget="steps", steps=50)
     configs = {"current": current, "fixed": fixed, "pin 1": diverged}  # the page's order: current, compared, pinned
     runs = {name: runner.execute(CASE, c, CPU) for name, c in configs.items()}
-    details = {name: runner.execute(CASE, linreg.detail_config(configs[name]), CPU) for name in ("current", "pin 1")}
+    details = {name: run_single(configs[name]) for name in ("current", "pin 1")}
     figures = charts.figures(runs, details)
     assert list(figures) == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "sharpness", "pairs", "meant"]
     for name in ("slope", "intercept", "final_loss", "steps", "loss"):
@@ -445,7 +445,7 @@ def test_the_pages_figures_with_pins_overlaid(bs):
     assert all(abs(r["slope"]) < 1000 * 5 for r in drawn)
     assert {r["run"] for r in drawn} >= {"current", "fixed"}
     steps = _layers(figures["steps"])
-    assert steps[1]["rows"][0]["steps"] == linreg.steps_needed(current, linreg.init_line(0)[0])
+    assert steps[1]["rows"][0]["steps"] == data.steps_needed(current, data.init_line(0)[0])
     title = figures["pairs"].to_dict()["title"]["text"]
     assert title == (["The 63 × 63 differences the loss averages", "(the first 40 rows and columns)"]
                      if bs == 63 else "The 7 × 7 differences the loss averages")  # fmt: skip
@@ -454,9 +454,9 @@ def test_the_pages_figures_with_pins_overlaid(bs):
 def test_a_run_keeps_its_colour_in_every_chart():
     """A pinned sweep whose detail cannot run (here: its batch size would take too many steps) is missing
     from the detail's charts; the pins after it keep the colours they have in the sweep's charts."""
-    from core.charts import linreg as charts
+    from core.cases.linreg import charts
 
-    sweep, single = runner.execute(CASE, SMALL, CPU), runner.execute(CASE, linreg.detail_config(SMALL), CPU)
+    sweep, single = runner.execute(CASE, SMALL, CPU), run_single(SMALL)
     figures = charts.figures({"current": sweep, "pin 1": sweep, "pin 2": sweep}, {"current": single, "pin 2": single})
 
     def color_of(chart, name):
@@ -473,11 +473,11 @@ def test_a_run_keeps_its_colour_in_every_chart():
 
 
 def test_figures_of_a_single_run_are_its_detail_charts():
-    """What `python -m core figures linreg --set mode=single ...` writes: that run's charts (the CLI adds the
-    as-posted sweep, which a single run's figures leave out)."""
-    from core.charts import linreg as charts
+    """What `python -m core figures linreg --task single ...` writes: that run's charts (with a sweep beside it,
+    which a single run's figures leave out)."""
+    from core.cases.linreg import charts
 
-    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle="false"), CPU)
+    single = run_single(dataclasses.replace(SMALL, shuffle="false"))
     figures = charts.figures({"current": single, "as-posted": runner.execute(CASE, SMALL, CPU)})
     assert list(figures) == ["fit", "loss", "sharpness", "pairs", "meant"]
     assert list(charts.figures({"current": runner.execute(CASE, SMALL, CPU)})) == [
@@ -491,14 +491,14 @@ def test_figures_of_a_single_run_are_its_detail_charts():
 def test_many_big_runs_stay_under_altairs_row_limit():
     """A figure's data must stay under 5000 rows or its export fails: 1000 batch sizes × 2 shuffles per
     sweep and 50,000-step histories, six of each."""
-    from core.charts import linreg as charts
+    from core.cases.linreg import charts
 
     sweep = runner.execute(CASE, SMALL, CPU)
     sizes = np.repeat(np.arange(1, 1001), 2)
     rows = pd.DataFrame({"batch_size": sizes, "shuffle": np.tile([True, False], 1000), "slope": -4.0,
                          "intercept": 0.0, "final_loss": 0.0025, "steps": 100})  # fmt: skip
     big = dataclasses.replace(sweep, frames={"sweep": rows, "reference": sweep.frames["reference"]})
-    single = runner.execute(CASE, dataclasses.replace(SMALL, mode="single", shuffle="true"), CPU)
+    single = run_single(dataclasses.replace(SMALL, shuffle="true"))
     history = pd.DataFrame({"step": np.arange(1, 50_001), "loss": np.geomspace(1, 1e-3, 50_000)})
     long = dataclasses.replace(single, history=history)
     names = ["current", *(f"pin {i}" for i in range(1, 6))]
@@ -513,13 +513,69 @@ def test_many_big_runs_stay_under_altairs_row_limit():
 def test_the_sweep_carries_what_its_charts_mark():
     ref = runner.execute(CASE, SMALL, CPU).frames["reference"].iloc[0]
     assert (ref["slope"], ref["intercept"]) == (-4.0, 0.0) and ref["loss_floor"] == pytest.approx(0.05**2)
-    assert ref["steps_needed"] == linreg.steps_needed(SMALL, linreg.init_line(0)[0])
+    assert ref["steps_needed"] == data.steps_needed(SMALL, data.init_line(0)[0])
     sgd = runner.execute(CASE, dataclasses.replace(SMALL, optimizer="sgd", lr=0.1, noise=0.0), CPU)
     assert np.isnan(sgd.frames["reference"].iloc[0][["loss_floor", "steps_needed"]].astype(float)).all()
 
 
-def test_the_detail_beside_a_sweep_is_shuffled_as_posted_unless_the_sweep_is_not():
-    assert linreg.detail_config(linreg.AS_POSTED) == dataclasses.replace(
-        linreg.AS_POSTED, mode="single", shuffle="true"
+def test_the_single_run_is_shuffled_as_posted_unless_the_sweep_is_not():
+    assert run_single(SMALL).metrics["shuffle"] is True  # shuffle=both: the posted code shuffles
+    assert run_single(dataclasses.replace(SMALL, shuffle="true")).metrics["shuffle"] is True
+    assert run_single(dataclasses.replace(SMALL, shuffle="false")).metrics["shuffle"] is False
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"shuffle": "both", "batch_size": 35},
+        {"shuffle": "false", "batch_size": 7, "target_shape": "fixed"},
+        {"shuffle": "true", "optimizer": "sgd", "lr": 10.0, "epochs": 40},  # diverges
+    ],
+)
+def test_the_single_run_is_the_scripts(overrides):
+    """The app's single run (fused Adam, data on the device) against the standalone script's `single`."""
+    config = dataclasses.replace(SMALL, **overrides)
+    app = run_single(config).metrics
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history, posted = script.single(dataclasses.asdict(config))
+    assert posted["diverged"] == app["diverged"] and len(history["loss"]) == posted["steps_run"]
+    if app["diverged"]:  # exploding values differ by rounding; where it blew up must not
+        assert abs(posted["steps_run"] - app["steps_run"]) <= 1
+        return
+    assert posted["steps_run"] == app["steps_run"]
+    for key in ("slope", "intercept", "final_loss", "initial_slope", "initial_intercept"):
+        assert posted[key] == pytest.approx(app[key], rel=1e-4, abs=1e-5), key
+
+
+def test_the_exported_script_runs_the_single_run_when_asked(tmp_path):
+    """`python script.py single`: the task's metrics, PyTorch's warning among them, from the exported script."""
+    from core import export
+
+    config = dataclasses.replace(SMALL, shuffle="true", batch_size=35)
+    path = tmp_path / "linreg.py"
+    path.write_text(export.script(CASE, config))
+    out = subprocess.run(
+        [sys.executable, str(path), "single"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
-    assert linreg.detail_config(dataclasses.replace(linreg.AS_POSTED, shuffle="false")).shuffle == "false"
+    assert out.returncode == 0, out.stderr
+    printed, app = json.loads(out.stdout), run_single(config).metrics
+    assert printed["steps_run"] == app["steps_run"] and printed["warning"] == app["warning"]
+    assert printed["slope"] == pytest.approx(app["slope"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_fixed_reaches_the_line_for_every_seed_the_page_quotes():
+    """FIXED_REACHES, which page 4's caption quotes: the fixed preset's full sweep (100 batch sizes, shuffled
+    and not, 5000 Adam steps each) ends within its tolerances of the data's line for seeds 0-9."""
+    from core.cases.linreg import view
+
+    fixed = CASE.presets["fixed"]
+    for seed in range(FIXED_REACHES["seeds"]):
+        sweep = runner.execute(CASE, dataclasses.replace(fixed, seed=seed), CPU).frames["sweep"]
+        assert len(sweep) == 200 and sweep["batch_size"].min() == 10 and sweep["batch_size"].max() == 1000
+        assert ((sweep["slope"] - fixed.slope).abs() <= FIXED_REACHES["slope"]).all(), seed
+        assert ((sweep["intercept"] - fixed.intercept).abs() <= FIXED_REACHES["intercept"]).all(), seed
+    caption = view.fixed_caption()
+    assert "seeds 0-9" in caption and "5000 Adam steps" in caption and "from 10 to 1000" in caption
+    assert "within 0.05 of slope -4 and 0.02 of intercept 0" in caption

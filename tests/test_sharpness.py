@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from core import cli, curvature, export, linreg
+from core import cli, curvature, export
+from core.cases import linreg
+from core.cases.linreg import data, single
 from core.cases.poly import config as poly_config
 from core.cases.poly.run import run as poly_run
 from core.cases.sine import config as sine_config
@@ -58,22 +60,21 @@ def test_poly_adam_meets_its_line_preconditioned():
 
 
 def test_linreg_batch_sharpness_matches_the_closed_form():
-    config = linreg.LinregConfig(
-        mode="single", target_shape="fixed", shuffle="true", budget="steps", steps=200, batch_size=50, optimizer="sgd"
+    config = linreg.config.LinregConfig(
+        target_shape="fixed", shuffle="true", budget="steps", steps=200, batch_size=50, optimizer="sgd"
     )
-    result = linreg.run(config, CPU)
-    x = linreg.make_data(config)[0][:, 0].double().numpy()
-    batches = linreg.measurement_batches(config)
-    exact = np.mean([np.linalg.eigvalsh(linreg.batch_hessian(x, idx.numpy()))[-1] for idx in batches])
+    result = single.run_single(config, CPU)
+    x = data.make_data(config)[0][:, 0].double().numpy()
+    batches = single.measurement_batches(config)
+    exact = np.mean([np.linalg.eigvalsh(single.batch_hessian(x, idx.numpy()))[-1] for idx in batches])
     sharp = result.frames["sharpness"]
-    assert len(batches) == linreg.SHARPNESS_BATCHES
+    assert len(batches) == single.SHARPNESS_BATCHES
     assert np.allclose(sharp["sharpness"], exact, rtol=1e-3)  # the loss is quadratic: the same at every step
     assert result.metrics["stability_limit"] == pytest.approx(2 / config.lr)
 
 
 def test_linreg_above_the_line_gets_a_card_with_the_fix():
-    config = linreg.LinregConfig(
-        mode="single",
+    config = linreg.config.LinregConfig(
         target_shape="fixed",
         shuffle="false",
         budget="steps",
@@ -83,15 +84,15 @@ def test_linreg_above_the_line_gets_a_card_with_the_fix():
         optimizer="sgd",
         lr=1.0,
     )
-    result = linreg.run(config, CPU)
+    result = single.run_single(config, CPU)
     m = result.metrics
     assert m["crossed_at"] == 1 and m["sharpness_max"] > 2 / config.lr
-    cards = {f.key: f for f in linreg.diagnose(config, result)}
+    cards = {f.key: f for f in linreg.CASE.diagnose(config, result)}
     card = cards["above-stability-line"]
     assert card.title == "lr above the stability line"
     assert card.fix["lr"] < 2 / m["sharpness_max"] and card.fix["lr"] == pytest.approx(1.8 / m["sharpness_max"], 0.05)
     assert f"{m['sharpness_max']:.3g}" in card.evidence
-    fixed = linreg.run(dataclasses.replace(config, lr=card.fix["lr"]), CPU)
+    fixed = single.run_single(dataclasses.replace(config, lr=card.fix["lr"]), CPU)
     assert fixed.metrics["crossed_at"] is None and not fixed.metrics["diverged"]
 
 

@@ -18,7 +18,7 @@ BUDGET = {
     "sine": {"steps": 300, "n_points": 1000},
     "cifar": {"dataset": "synthetic", "train_size": 2000, "test_size": 500, "epochs": 4},
     "poly": {"epochs": 300},
-    "linreg": {"mode": "single", "shuffle": "false", "epochs": 5},
+    "linreg": {"shuffle": "false", "epochs": 5, "batch_sizes_to": 10, "batch_sizes_count": 1},  # one run, B = 10
 }
 PRESET = {"cifar": "x255"}  # the CIFAR page's failure is the ×255 one; its as-posted run trains
 

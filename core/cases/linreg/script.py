@@ -3,11 +3,13 @@
 A standalone reproduction with plain PyTorch (and numpy): nothing from the Convergence Clinic
 project. Run it with `python this_file.py`; it prints the final metrics as one JSON line, the
 same metrics the app shows:
-- mode "single": one run at `batch_size`: slope, intercept, final_loss, steps_run, diverged,
-  broadcast_warning (and PyTorch's warning verbatim), the starting line;
-- mode "sweep": one run per batch size of `int(x) for x in np.linspace(from, to, count)`, shuffled
-  and/or not: the "sweep" list, one row per run (batch_size, shuffle, slope, intercept,
-  final_loss: the last batch's loss, steps).
+- `python this_file.py`: the sweep, one run per batch size of `int(x) for x in np.linspace(from,
+  to, count)`, shuffled and/or not: the "sweep" list, one row per run (batch_size, shuffle, slope,
+  intercept, final_loss: the last batch's loss, steps), broadcast_warning (and PyTorch's warning
+  verbatim) and the starting line;
+- `python this_file.py single`: one run at `batch_size`, shuffled unless shuffle is "false":
+  slope, intercept, final_loss, steps_run, diverged, the warning and the starting line.
+`main(CONFIG)` and `single(CONFIG)` return (history, metrics): every step's loss, and the metrics.
 
 The posted pipeline without Lightning: the posted Dataset's tensors (x (n, 1); targets (n, 1, 1)
 as posted, (n, 1) when fixed), each epoch's batches cut from a fresh permutation as DataLoader
@@ -32,7 +34,6 @@ import torch.nn.functional as F
 
 # --- settings: written by Convergence Clinic's export
 CONFIG = {
-    "mode": "sweep",
     "target_shape": "as-posted",
     "shuffle": "both",
     "budget": "epochs",
@@ -51,6 +52,37 @@ CONFIG = {
     "seed": 0,
 }
 # --- end of settings
+
+
+class LineFunction(torch.utils.data.Dataset):
+    """The post's Dataset, with its noise drawn from a generator instead of the global one (the post:
+    Normal(0, 1).sample((n,)) * noise, then .unsqueeze(1)). `fixed` leaves out that unsqueeze: the
+    targets become (1,) per item, (B, 1) per batch. `make_data` builds its items all at once (a
+    DataLoader over it is 9x slower than slicing tensors)."""
+
+    def __init__(self, a, b, n, x0=0, x1=1, noise=0, generator=None, fixed=False):
+        self._a = a
+        self._b = b
+        self._x = torch.linspace(x0, x1, n, requires_grad=False)
+        self._x = self._x.unsqueeze(1)
+        self._noise = torch.randn(n, 1, generator=generator) * noise
+        if not fixed:
+            self._noise = self._noise.unsqueeze(1)
+
+    def __len__(self):
+        return len(self._x)
+
+    def __getitem__(self, idx):
+        x = self._x[idx]
+        y = self._a * x + self._b + self._noise[idx]
+        return x, y
+
+
+def posted_dataset(c):
+    """The post's Dataset for these settings."""
+    gen = generator(c["seed"], 0)
+    fixed = c["target_shape"] == "fixed"
+    return LineFunction(c["slope"], c["intercept"], c["n_points"], noise=c["noise"], generator=gen, fixed=fixed)
 
 
 def generator(seed, stream):
@@ -83,12 +115,13 @@ def start_line(seed):
 
 def fit(x, y, c, batch_size, shuffle, stop_at_nan):
     """One training run -> (slope, intercept, losses). DataLoader(batch_size, shuffle) over the data,
-    F.mse_loss(preds, y), one optimizer step per batch, for `epochs` epochs or `steps` steps."""
+    F.mse_loss(preds, y), one optimizer step per batch, for `epochs` epochs or `steps` steps; the
+    model in the data's dtype (float32 as posted)."""
     n = len(x)
     n_batches = -(-n // batch_size)  # the last, partial batch is kept (drop_last=False)
     steps = c["steps"] if c["budget"] == "steps" else c["epochs"] * n_batches
     g = shuffle_generator(c["seed"], batch_size)
-    model = torch.nn.Linear(1, 1)
+    model = torch.nn.Linear(1, 1, dtype=x.dtype)
     w0, b0 = start_line(c["seed"])
     with torch.no_grad():
         model.weight.fill_(w0)
@@ -120,24 +153,35 @@ def finite(v):
     return v if v is not None and math.isfinite(v) else None  # NaN and inf are not JSON
 
 
-def main(c):
+def steps_of(c, n, batch_size):
+    return c["steps"] if c["budget"] == "steps" else c["epochs"] * -(-n // batch_size)
+
+
+def single(c):
+    """One run at batch_size, shuffled as the posted code was unless shuffle is "false" -> (history, metrics)."""
     x, y = make_data(c)
     w0, b0 = start_line(c["seed"])
-    start = {"initial_slope": w0, "initial_intercept": b0}
-    if c["mode"] == "single":
-        slope, intercept, losses = fit(x, y, c, c["batch_size"], c["shuffle"] == "true", stop_at_nan=True)
-        steps = c["steps"] if c["budget"] == "steps" else c["epochs"] * -(-len(x) // c["batch_size"])
-        return {
-            "slope": finite(slope),
-            "intercept": finite(intercept),
-            "final_loss": losses[-1] if losses else None,
-            "steps_run": len(losses),
-            "diverged": len(losses) < steps,
-        } | start
+    slope, intercept, losses = fit(x, y, c, c["batch_size"], c["shuffle"] != "false", stop_at_nan=True)
+    metrics = {
+        "slope": finite(slope),
+        "intercept": finite(intercept),
+        "final_loss": losses[-1] if losses else None,
+        "steps_run": len(losses),
+        "diverged": len(losses) < steps_of(c, len(x), c["batch_size"]),
+        "initial_slope": w0,
+        "initial_intercept": b0,
+    }
+    return {"step": list(range(1, len(losses) + 1)), "loss": losses}, metrics
+
+
+def main(c):
+    """The sweep: one run per batch size and shuffle setting -> (history, metrics)."""
+    x, y = make_data(c)
+    w0, b0 = start_line(c["seed"])
     grid = np.linspace(c["batch_sizes_from"], c["batch_sizes_to"], c["batch_sizes_count"])
     sizes = list(dict.fromkeys(int(v) for v in grid))  # the post's [int(x) for x in np.linspace(10, 1000, 100)]
     shuffles = {"true": [True], "false": [False], "both": [True, False]}[c["shuffle"]]
-    rows = []
+    rows, history = [], {"batch_size": [], "shuffle": [], "step": [], "loss": []}
     for shuffle in shuffles:
         for bs in sizes:
             slope, intercept, losses = fit(x, y, c, bs, shuffle, stop_at_nan=False)
@@ -151,13 +195,17 @@ def main(c):
                     "steps": len(losses),
                 }
             )
-    return {"sweep": rows} | start
+            history["batch_size"] += [bs] * len(losses)
+            history["shuffle"] += [shuffle] * len(losses)
+            history["step"] += list(range(1, len(losses) + 1))
+            history["loss"] += losses
+    return history, {"sweep": rows, "initial_slope": w0, "initial_intercept": b0}
 
 
 if __name__ == "__main__":
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")  # each distinct warning once, as Python shows them
-        metrics = main(CONFIG)
+        _, metrics = (single if sys.argv[1:] == ["single"] else main)(CONFIG)
     shapes = [str(w.message) for w in caught if "target size" in str(w.message)]
     metrics["broadcast_warning"] = bool(shapes)
     metrics["warning"] = shapes[0] if shapes else None
