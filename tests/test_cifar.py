@@ -4,6 +4,7 @@ algebra, and the post's ranking of its six settings on the synthetic stand-in.""
 
 import dataclasses
 import math
+import types
 
 import numpy as np
 import pandas as pd
@@ -178,6 +179,18 @@ def test_the_table_frame_and_chart(table):
     assert frame["post says"].iloc[0] == cfg.POST_TABLE["as-posted"]
     spec = charts.table_chart(frame).to_dict()
     assert spec["title"]["text"] == "The post's table, re-run"
+
+
+def test_the_post_table_reads_as_a_compact_text_table():
+    """Issue 14 item 10: short labels and short cells, so the table fits 1024 px without scrolling."""
+    metrics = dict(test_accuracy=0.5, final_loss=1.2345, dead_relu_fraction=0.25, first_step_move_ratio=696421.0,
+                   initial_logit_ratio=1 / 255, classes=10)  # fmt: skip
+    frame = rule.table_frame({name: types.SimpleNamespace(metrics=metrics) for name in cfg.POST_TABLE})
+    text = rule.table_text(frame)
+    assert list(text.index) == list(cfg.POST_TABLE) and list(text.columns) == list(rule.SHORT.values())
+    assert text.loc["x255"].tolist()[2:] == ["50.0%", "1.234", "25%", "6.96e+05", "0.00392"]
+    assert max(len(c) for c in text.columns) <= 13
+    assert max(len(v) for v in (*cfg.CHANGES.values(), *cfg.POST_TABLE.values())) <= 42
 
 
 # ---------------------------------------------------------------------------- the s² rule, measured
