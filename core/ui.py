@@ -269,7 +269,8 @@ def _from_widgets(case: Case) -> tuple[Any, list[str]]:
 # what a page greys while it shows the last good run: its results, not the messages about the settings
 STALE_CSS = """<style>
 [data-testid="stMain"] [data-testid="stMetric"], [data-testid="stMain"] [data-testid="stVegaLiteChart"],
-[data-testid="stMain"] [data-testid="stDataFrame"], [data-testid="stMain"] [data-testid="stImage"]
+[data-testid="stMain"] [data-testid="stDataFrame"], [data-testid="stMain"] [data-testid="stImage"],
+[data-testid="stMain"] [data-testid="stTable"]
 {opacity: 0.4; filter: grayscale(1);}
 </style>"""
 
