@@ -205,18 +205,20 @@ def load(case: Case, values: Mapping[str, Any]) -> None:
         st.session_state[key(case, name)] = widget_value(case, name, value)
 
 
-def preset_buttons(case: Case) -> None:
-    """A button per preset; its tooltip says why the preset exists and what it changes from as-posted."""
-    st.caption("Load a preset (hover for what each changes and why)")
+def preset_buttons(case: Case, keep: tuple[str, ...] = (), stay: str = "") -> None:
+    """A button per preset; its tooltip says why the preset exists and what it changes from as-posted.
+    keep: settings a button leaves as they are (CIFAR's data and budget), which `stay` names in words."""
+    st.caption("Load a preset (hover for what each changes and why)" + (f"; {stay} stay" if stay else ""))
     cols = st.columns(2)
     base = case.page_preset("as-posted")
     for i, name in enumerate(case.presets):
         changes = differences(case, case.page_preset(name), base).replace("_", "\\_")  # not markdown italics
+        values = {k: v for k, v in dataclasses.asdict(case.presets[name]).items() if k not in keep}
         cols[i % 2].button(
             name,
             key=f"{case.name}.load.{name}",
             on_click=load,
-            args=(case, dataclasses.asdict(case.presets[name])),
+            args=(case, values),
             width="stretch",
             help=case.why.get(name, "") + ("" if name == "as-posted" else f"\n\nChanges from as-posted: {changes}."),
         )
@@ -270,7 +272,8 @@ def _from_widgets(case: Case) -> tuple[Any, list[str]]:
 # what a page greys while it shows the last good run: its results, not the messages about the settings
 STALE_CSS = """<style>
 [data-testid="stMain"] [data-testid="stMetric"], [data-testid="stMain"] [data-testid="stVegaLiteChart"],
-[data-testid="stMain"] [data-testid="stDataFrame"], [data-testid="stMain"] [data-testid="stImage"]
+[data-testid="stMain"] [data-testid="stDataFrame"], [data-testid="stMain"] [data-testid="stImage"],
+[data-testid="stMain"] [data-testid="stTable"]
 {opacity: 0.4; filter: grayscale(1);}
 </style>"""
 
@@ -484,6 +487,17 @@ def findings(case: Case, found: list[Finding], config: Any = None) -> None:
             changed = {k: v for k, v in f.fix.items() if config is None or getattr(config, k) != v} or f.fix
             change = ", ".join(f"{k} = {to_text(v)}" for k, v in changed.items())
             st.button(f"Apply: {change}", key=f"{case.name}.fix.{f.key}", on_click=load, args=(case, f.fix))
+
+
+def on_demand(key: str, label: str, identity: Any, caption: str = "") -> bool:
+    """True once the button `label` was clicked for this `identity` (say, the data and budget a
+    table is for); until then the caption and the button. A new identity asks again."""
+    if st.session_state.get(key) == identity:
+        return True
+    if caption:
+        st.caption(caption)
+    st.button(label, key=f"{key}.go", on_click=st.session_state.__setitem__, args=(key, identity))
+    return False
 
 
 def show_code(*functions: Callable) -> None:

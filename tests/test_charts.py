@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from core import charts, registry, runner
-from core.charts import cifar as cifar_charts
+from core.cases.cifar import charts as cifar_charts
 from core.train import RunResult
 
 

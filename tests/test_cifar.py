@@ -1,9 +1,10 @@
-"""Case 2 against its oracles: a plain PyTorch loop (nn.Linear, CrossEntropyLoss,
-torch.optim.SGD) on the same batches, nn.Linear's own init, ToTensor(), the s² rule's
+"""Case 2 against its oracles: the standalone script (plain PyTorch, the exported one) on the
+same batches, nn.Linear's own init, ToTensor(), the s² rule's
 algebra, and the post's ranking of its six settings on the synthetic stand-in."""
 
 import dataclasses
 import math
+import types
 
 import numpy as np
 import pandas as pd
@@ -11,11 +12,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from core import cifar, cifar_data, nets, registry, runner
-from core.charts import cifar as charts
+from core import rng, runner
+from core.cases.cifar import CASE, cache, charts, diagnose, model, rule, synthetic
+from core.cases.cifar import config as cfg
+from core.cases.cifar import run as run_
 from core.settings import SettingError
 
-CASE = registry.get("cifar")
 CPU = torch.device("cpu")
 SMALL = dict(dataset="synthetic", train_size=1000, epochs=1)
 
@@ -24,86 +26,51 @@ def small(preset="as-posted", **kw):
     return dataclasses.replace(CASE.presets[preset], **(SMALL | kw))
 
 
-# ---------------------------------------------------------------------------- the oracle: a plain PyTorch loop
+# ---------------------------------------------------------------------------- the oracle: the standalone script
 
 
-def plain_pytorch(config, steps):
-    """The posted model and optimizer, written the ordinary way, on the run's batches."""
-    data = cifar.prepare(config, CPU)
-    init = cifar.init_params(config, 10)
-    fc1 = nn.Linear(3072, config.hidden, bias=config.bias)
-    fc2 = nn.Linear(config.hidden, 10, bias=config.bias)
-    with torch.no_grad():
-        for i, fc in ((1, fc1), (2, fc2)):
-            fc.weight.copy_(init[f"layer{i}.weight"])
-            if config.bias:
-                fc.bias.copy_(init[f"layer{i}.bias"])
-    optimizer = torch.optim.SGD(
-        [
-            {
-                "params": fc1.parameters(),
-                "lr": config.lr * config.layer1_lr_scale,
-                "weight_decay": config.weight_decay * config.layer1_wd_scale,
-            },
-            {
-                "params": fc2.parameters(),
-                "lr": config.lr * config.layer2_lr_scale,
-                "weight_decay": config.weight_decay * config.layer2_wd_scale,
-            },
-        ],
-        lr=config.lr,
-        momentum=config.momentum,
-    )
-    criterion = nn.CrossEntropyLoss()
-    x_all = data.train_x.double() / 255 * config.input_scale  # the whole (small) set, float64 statistics
-    if config.normalize == "standardize":
-        planes = x_all.view(-1, 3, 1024)
-        mean, std = planes.mean(dim=(0, 2), keepdim=True), planes.std(dim=(0, 2), keepdim=True, unbiased=False)
-        x_all = ((planes - mean) / std).view(-1, 3072)
-    x_all = x_all.float()
-    n, B = len(data.train_y), config.batch_size
-    g = nets.generator(config.seed, 2)
-    losses = []
-    for step in range(steps):
-        i = step % math.ceil(n / B)
-        if i == 0:
-            perm = torch.randperm(n, generator=g)
-        idx = perm[i * B : (i + 1) * B]
-        outputs = fc2(torch.relu(fc1(x_all[idx])))
-        loss = criterion(outputs, data.train_y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return np.array(losses)
+def script(config):
+    """(history, metrics) of the exported script's `main`: the case's one plain implementation."""
+    return CASE.script.main(dataclasses.asdict(config))
+
+
+def same_metrics(app, plain):
+    for key, value in plain.items():
+        if isinstance(value, float):
+            assert value == pytest.approx(app[key], rel=2e-3, abs=1e-6), key
+        else:
+            assert value == app[key], key
 
 
 @pytest.mark.parametrize("preset", ["as-posted", "x255-rule", "x255-lr2", "fixed"])
-def test_training_equals_a_plain_pytorch_loop(preset):
-    config = small(preset, train_size=1100)  # 5 steps per epoch, the last one of 100 images
+def test_training_equals_the_standalone_script(preset):
+    config = small(preset, train_size=1100, test_size=500)  # 5 steps per epoch, the last one of 100 images
     result = runner.execute(CASE, config, CPU)
-    expected = plain_pytorch(config, steps=5)
-    np.testing.assert_allclose(result.history["loss"].to_numpy(), expected, rtol=2e-4, atol=1e-5)
+    history, metrics = script(config)
+    np.testing.assert_allclose(result.history["loss"].to_numpy(), history["loss"], rtol=2e-4, atol=1e-5)
+    assert list(result.history["step"]) == history["step"]
+    same_metrics(result.metrics, metrics)
     assert result.metrics["steps_run"] == 5 and result.metrics["train_size"] == 1100
 
 
-def test_two_epochs_with_a_new_permutation_each_equal_the_plain_loop():
-    config = small("x255-init-lr", train_size=750, epochs=2)  # 3 steps per epoch
+def test_two_epochs_with_a_new_permutation_each_equal_the_script():
+    config = small("x255-init-lr", train_size=750, test_size=500, epochs=2)  # 3 steps per epoch
     result = runner.execute(CASE, config, CPU)
-    expected = plain_pytorch(config, steps=6)
-    np.testing.assert_allclose(result.history["loss"].to_numpy(), expected, rtol=2e-4, atol=1e-5)
+    history, metrics = script(config)
+    np.testing.assert_allclose(result.history["loss"].to_numpy(), history["loss"], rtol=2e-4, atol=1e-5)
+    same_metrics(result.metrics, metrics)
 
 
 def test_init_is_nn_linears_own_and_init_scales_touch_only_weights():
-    config = dataclasses.replace(cifar.AS_POSTED, bias=True)
-    ours = cifar.init_params(config, 10)
-    g = nets.generator(config.seed, 1)
+    config = dataclasses.replace(cfg.AS_POSTED, bias=True)
+    ours = model.init_params(config, 10)
+    g = rng.generator(config.seed, 1)
     for i, (fan_in, fan_out) in enumerate(((3072, 300), (300, 10)), start=1):
         w = torch.empty(fan_out, fan_in)
         nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)  # what nn.Linear.reset_parameters does
         b = torch.empty(fan_out).uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=g)
         assert torch.equal(ours[f"layer{i}.weight"], w) and torch.equal(ours[f"layer{i}.bias"], b)
-    scaled = cifar.init_params(dataclasses.replace(config, layer1_init_scale=0.5, layer2_init_scale=3.0), 10)
+    scaled = model.init_params(dataclasses.replace(config, layer1_init_scale=0.5, layer2_init_scale=3.0), 10)
     assert torch.equal(scaled["layer1.weight"], ours["layer1.weight"] * 0.5)
     assert torch.equal(scaled["layer2.weight"], ours["layer2.weight"] * 3.0)
     assert torch.equal(scaled["layer1.bias"], ours["layer1.bias"])
@@ -112,22 +79,22 @@ def test_init_is_nn_linears_own_and_init_scales_touch_only_weights():
 def test_inputs_are_totensor_times_the_scale():
     from torchvision import transforms
 
-    x = cifar_data.synthetic(4, seed=0)[0]
+    x = synthetic.synthetic(4, seed=0)[0]
     hwc = x.view(4, 3, 32, 32).permute(0, 2, 3, 1).numpy()
     for scale in (1.0, 255.0):
-        config = dataclasses.replace(cifar.AS_POSTED, input_scale=scale)
-        ours = cifar.to_input(x, config, None)
+        config = dataclasses.replace(cfg.AS_POSTED, input_scale=scale)
+        ours = model.to_input(x, config, None)
         posted = torch.stack([transforms.ToTensor()(img).reshape(-1) for img in hwc]) * scale
         torch.testing.assert_close(ours, posted, rtol=0, atol=0)
 
 
 def test_standardize_makes_the_input_scale_irrelevant():
-    data = cifar.prepare(small("fixed"), CPU)
-    a = cifar.to_input(data.train_x[:50], small("fixed"), cifar.input_stats(data, small("fixed")))
+    data = cache.prepare(small("fixed"), CPU)
+    a = model.to_input(data.train_x[:50], small("fixed"), model.input_stats(data, small("fixed")))
     c255 = small("fixed", input_scale=255.0)
-    b = cifar.to_input(data.train_x[:50], c255, cifar.input_stats(data, c255))
+    b = model.to_input(data.train_x[:50], c255, model.input_stats(data, c255))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    planes = cifar.to_input(data.train_x, small("fixed"), cifar.input_stats(data, small("fixed")))
+    planes = model.to_input(data.train_x, small("fixed"), model.input_stats(data, small("fixed")))
     planes = planes.view(-1, 3, 1024)
     torch.testing.assert_close(planes.mean(dim=(0, 2)), torch.zeros(3), atol=1e-4, rtol=0)
     torch.testing.assert_close(planes.std(dim=(0, 2)), torch.ones(3), atol=1e-3, rtol=0)
@@ -137,19 +104,19 @@ def test_standardize_makes_the_input_scale_irrelevant():
 
 
 def test_the_uint8_set_is_held_once_and_converted_one_batch_at_a_time(monkeypatch):
-    images = cifar_data.load("synthetic", "", CPU)
-    data = cifar.prepare(small(), CPU)
+    images = cache.load("synthetic", "", CPU)
+    data = cache.prepare(small(), CPU)
     assert data.train_x.data_ptr() == images.train_x.data_ptr()  # a view, not a copy
     assert data.train_x.dtype == torch.uint8
     seen = []
-    real = cifar.to_input
+    real = model.to_input
 
     def spy(x, config, stats):
         seen.append((x.dtype, x.shape[0]))
         return real(x, config, stats)
 
-    monkeypatch.setattr(cifar, "to_input", spy)
-    cifar.run(small(train_size=2000), CPU)
+    monkeypatch.setattr(run_, "to_input", spy)
+    run_.run(small(train_size=2000), CPU)
     assert seen and all(dtype == torch.uint8 for dtype, _ in seen)
     assert max(rows for _, rows in seen) <= 2500  # a batch (250) or a test chunk, never the set
     assert sum(rows for _, rows in seen if rows == 250) >= 2000  # every training image went through
@@ -164,8 +131,8 @@ BUDGET = dict(dataset="synthetic", train_size=5000, epochs=20)  # the page's qui
 def table():
     """The post's six settings on 5,000 stand-in images for 20 epochs, seed 0 (the posted
     budget is 50,000: see the report for that table)."""
-    budget = dataclasses.replace(cifar.AS_POSTED, **BUDGET)
-    return {name: runner.execute(CASE, c, CPU) for name, c in cifar.table_configs(budget).items()}
+    budget = dataclasses.replace(cfg.AS_POSTED, **BUDGET)
+    return {name: runner.execute(CASE, c, CPU) for name, c in cfg.table_configs(budget).items()}
 
 
 def late(result, epochs=5) -> float:
@@ -207,28 +174,44 @@ def test_the_posters_partial_fixes_fall_in_between(table):
 
 
 def test_the_table_frame_and_chart(table):
-    frame = cifar.table_frame(table)
-    assert list(frame["preset"]) == list(cifar.POST_TABLE)
-    assert frame["post says"].iloc[0] == "about 50% test accuracy"
+    frame = rule.table_frame(table)
+    assert list(frame["preset"]) == list(cfg.POST_TABLE)
+    assert frame["post says"].iloc[0] == cfg.POST_TABLE["as-posted"]
     spec = charts.table_chart(frame).to_dict()
     assert spec["title"]["text"] == "The post's table, re-run"
+
+
+def test_the_post_table_reads_as_a_compact_text_table():
+    """Issue 14 item 10: short labels and short cells, so the table fits 1024 px without scrolling."""
+    metrics = dict(test_accuracy=0.5, final_loss=1.2345, dead_relu_fraction=0.25, first_step_move_ratio=696421.0,
+                   initial_logit_ratio=1 / 255, classes=10)  # fmt: skip
+    frame = rule.table_frame({name: types.SimpleNamespace(metrics=metrics) for name in cfg.POST_TABLE})
+    text = rule.table_text(frame)
+    assert list(text.index) == list(cfg.POST_TABLE) and list(text.columns) == list(rule.SHORT.values())
+    assert text.loc["x255"].tolist()[2:] == ["50.0%", "1.234", "25%", "6.96e+05", "0.00392"]
+    assert max(len(c) for c in text.columns) <= 13
+    assert max(len(v) for v in (*cfg.CHANGES.values(), *cfg.POST_TABLE.values())) <= 42
 
 
 # ---------------------------------------------------------------------------- the s² rule, measured
 
 
 def test_one_step_moves_layer1_by_at_least_s_squared_and_the_rule_undoes_it():
-    sweep = cifar.rule_sweep(small(), CPU)
-    assert set(sweep["recipe"]) == set(cifar.RECIPES) and set(sweep["scale"]) == set(cifar.SCALES)
-    plain = sweep[sweep["recipe"] == cifar.RECIPES[0]].set_index("scale")["move_ratio"]
-    by_lr = sweep[sweep["recipe"] == cifar.RECIPES[1]].set_index("scale")["move_ratio"]
-    rule = sweep[sweep["recipe"] == cifar.RECIPES[2]].set_index("scale")["move_ratio"]
-    for s in cifar.SCALES:
+    sweep = rule.rule_sweep(small(), CPU)
+    assert set(sweep["recipe"]) == set(rule.RECIPES) and set(sweep["scale"]) == set(rule.SCALES)
+    plain = sweep[sweep["recipe"] == rule.RECIPES[0]].set_index("scale")["move_ratio"]
+    by_lr = sweep[sweep["recipe"] == rule.RECIPES[1]].set_index("scale")["move_ratio"]
+    by_rule = sweep[sweep["recipe"] == rule.RECIPES[2]].set_index("scale")["move_ratio"]
+    for s in rule.SCALES:
         assert plain[s] >= 0.9 * s**2  # s² from the algebra; a saturating softmax adds to it
         assert by_lr[s] == pytest.approx(plain[s] / s, rel=1e-4)  # lr / s divides the step by s exactly
-        assert rule[s] == pytest.approx(1, abs=1e-3)
-    assert cifar.rule_sweep(small(), CPU) is sweep  # cached per data and seed
-    assert cifar.rule_sweep(small("x255"), CPU) is sweep  # every preset shares its as-posted reference
+        assert by_rule[s] == pytest.approx(1, abs=1e-3)
+    kept = len(rule.SWEEPS)
+    pd.testing.assert_frame_equal(rule.rule_sweep(small(), CPU), sweep)  # made once per data and seed
+    pd.testing.assert_frame_equal(rule.rule_sweep(small("x255"), CPU), sweep)  # presets share their reference's
+    assert len(rule.SWEEPS) == kept
+    sweep.loc[0, "move_ratio"] = -1.0  # each caller has its own copy: the kept frame is untouched
+    assert rule.rule_sweep(small(), CPU).loc[0, "move_ratio"] == 1.0
 
 
 def test_each_runs_first_step_is_measured_against_as_posted():
@@ -255,7 +238,7 @@ def test_same_config_same_results():
 @pytest.mark.parametrize("preset", ["as-posted", "fixed"])
 def test_same_results_whatever_the_thread_count(preset, monkeypatch):
     """The thread policy gives a run 1 or 2 threads depending on what else runs; the
-    history must not depend on it (see cifar._Linear2)."""
+    history must not depend on it (see model._Linear2)."""
     from core import threads
 
     config = small(preset, train_size=2100, epochs=2)
@@ -292,7 +275,7 @@ def test_result_shapes_metrics_and_charts():
     ]
     assert titles[0] == "Training loss per step"
     assert charts.images_chart(r).to_dict()["title"]["text"].startswith("Test images")
-    assert "s²" in charts.rule_chart(cifar.rule_sweep(config, CPU)).to_dict()["title"]["text"]
+    assert "s²" in charts.rule_chart(rule.rule_sweep(config, CPU)).to_dict()["title"]["text"]
 
 
 def test_a_diverging_run_is_a_result_with_nan_safe_metrics_and_charts():
@@ -304,19 +287,19 @@ def test_a_diverging_run_is_a_result_with_nan_safe_metrics_and_charts():
     runs = {"current": r, "as-posted": runner.execute(CASE, small(), CPU)}
     for build in (charts.loss_chart, charts.accuracy_chart, charts.grad_norm_chart, charts.dead_chart):
         build(runs).to_dict()
-    assert math.isnan(m["final_loss"]) and "collapsed" not in {f.key for f in cifar.diagnose(config, r)}
+    assert math.isnan(m["final_loss"]) and "collapsed" not in {f.key for f in diagnose.diagnose(config, r)}
 
 
 def test_diagnosis_finds_the_scale_and_the_collapse_and_its_fix_is_the_rule():
     config = small("x255", train_size=2000, epochs=2)
-    found = {f.key: f for f in cifar.diagnose(config, runner.execute(CASE, config, CPU))}
+    found = {f.key: f for f in diagnose.diagnose(config, runner.execute(CASE, config, CPU))}
     assert {"scaled-input", "collapsed"} <= set(found)
     fixed = dataclasses.replace(config, **found["scaled-input"].fix)
-    assert cifar.recipe_name(fixed) == "x255-rule"
+    assert cfg.recipe_name(fixed) == "x255-rule"
     assert "ln 10 = 2.3026" in found["collapsed"].evidence
     assert found["collapsed"].fix == {"normalize": "standardize"}
     good = small("fixed", train_size=2000, epochs=2)
-    assert cifar.diagnose(good, runner.execute(CASE, good, CPU)) == []
+    assert diagnose.diagnose(good, runner.execute(CASE, good, CPU)) == []
 
 
 def test_presets_round_trip_through_text_and_recipes_ignore_the_budget():
@@ -326,9 +309,9 @@ def test_presets_round_trip_through_text_and_recipes_ignore_the_budget():
         for s in CASE.settings:
             value = getattr(preset, s.name)
             assert parse(s, CASE.kind(s.name), to_text(value)) == value, (name, s.name)
-        assert cifar.recipe_name(dataclasses.replace(preset, **BUDGET, seed=4)) == name
-    assert cifar.PRESETS["x255-rule"].layer1_lr_scale == pytest.approx(1 / 255**2, rel=1e-5)
-    assert cifar.PRESETS["x255-rule"].layer1_wd_scale == 255**2  # the same decay per step: lr · wd as posted
+        assert cfg.recipe_name(dataclasses.replace(preset, **BUDGET, seed=4)) == name
+    assert cfg.PRESETS["x255-rule"].layer1_lr_scale == pytest.approx(1 / 255**2, rel=1e-5)
+    assert cfg.PRESETS["x255-rule"].layer1_wd_scale == 255**2  # the same decay per step: lr · wd as posted
 
 
 def test_bad_settings_name_the_setting():
@@ -347,17 +330,18 @@ def test_bad_settings_name_the_setting():
 
 
 def test_the_posted_reshape_bug_is_explained_when_it_would_bite():
-    assert cifar.reshape_note(cifar.AS_POSTED, 50_000) is None
-    assert "last batch of each epoch holds 100" in cifar.reshape_note(cifar.AS_POSTED, 1100)
-    assert "batch_size 128" in cifar.reshape_note(dataclasses.replace(cifar.AS_POSTED, batch_size=128), 50_000)
+    assert diagnose.reshape_note(cfg.AS_POSTED, 50_000) is None
+    assert "last batch of each epoch holds 100" in diagnose.reshape_note(cfg.AS_POSTED, 1100)
+    assert "batch_size 128" in diagnose.reshape_note(dataclasses.replace(cfg.AS_POSTED, batch_size=128), 50_000)
 
 
 MEMORY_SCRIPT = """
 import dataclasses, json, torch
 from bench import peak_rss_mb
-from core import cifar, registry, runner
-config = dataclasses.replace(cifar.AS_POSTED, dataset="synthetic", epochs=1)
-result = runner.execute(registry.get("cifar"), config, torch.device("cpu"))
+from core import runner
+from core.cases.cifar import CASE, config as cfg
+config = dataclasses.replace(cfg.AS_POSTED, dataset="synthetic", epochs=1)
+result = runner.execute(CASE, config, torch.device("cpu"))
 peak_mb = peak_rss_mb()
 print(json.dumps({"train_size": result.metrics["train_size"], "peak_mb": peak_mb}))
 """

@@ -15,7 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core import cifar_data
+from core.cases.cifar import cache as cifar_cache
+from core.cases.cifar import data as cifar_data
+from core.cases.cifar import synthetic
 from core.settings import SettingError
 
 CLASSES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -32,10 +34,10 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv(cifar_data.DATA_DIR_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("CLINIC_ALLOWED_ROOTS", str(tmp_path))  # the files these tests write may be read
     cifar_data.forget_download_failures()
-    cifar_data.CACHE.clear()
+    cifar_cache.CACHE.clear()
     yield
     cifar_data.forget_download_failures()
-    cifar_data.CACHE.clear()
+    cifar_cache.CACHE.clear()
 
 
 def cifar_files(folder, n_per_batch=6, n_test=8, seed=0):
@@ -62,7 +64,7 @@ CPU = torch.device("cpu")
 
 def test_cifar_format_files_load_as_the_posted_pipeline_sees_them(tmp_path, monkeypatch):
     train, train_y, test, test_y = cifar_files(tmp_path / "cifar-10-batches-py")
-    images = cifar_data.load("cifar10", str(tmp_path), CPU)
+    images = cifar_cache.load("cifar10", str(tmp_path), CPU)
     assert images.source == "cifar10" and images.classes == tuple(CLASSES)
     assert images.train_x.dtype == torch.uint8 and images.train_x.shape == (30, 3072)
     np.testing.assert_array_equal(images.train_x.numpy(), train)
@@ -86,7 +88,7 @@ def test_cifar_format_files_load_as_the_posted_pipeline_sees_them(tmp_path, monk
 def test_cifar_on_disk_is_read_without_any_download(tmp_path):
     cifar_files(tmp_path / "cache" / "cifar-10-batches-py")  # the default root ($CLINIC_DATA_DIR)
     assert cifar_data.cifar10_on_disk("")
-    images = cifar_data.load("cifar10", "", CPU)  # urlopen would raise
+    images = cifar_cache.load("cifar10", "", CPU)  # urlopen would raise
     assert len(images.train_y) == 30
 
 
@@ -95,7 +97,7 @@ def test_unreadable_cifar_files_name_the_folder(tmp_path):
     cifar_files(folder)
     (folder / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(SettingError) as e:
-        cifar_data.load("cifar10", str(tmp_path), CPU)
+        cifar_cache.load("cifar10", str(tmp_path), CPU)
     assert str(e.value).startswith("data_root: cannot read the CIFAR-10 files in ")
 
 
@@ -109,7 +111,7 @@ def test_a_failed_download_fails_fast_with_a_clear_message_and_is_remembered(tmp
     monkeypatch.setattr(cifar_data.urllib.request, "urlopen", no_network)
     start = time.monotonic()
     with pytest.raises(SettingError) as e:
-        cifar_data.load("cifar10", "", CPU)  # "": the data folder, the one place downloads go
+        cifar_cache.load("cifar10", "", CPU)  # "": the data folder, the one place downloads go
     assert time.monotonic() - start < 5
     message = str(e.value)
     cache = tmp_path / "cache"
@@ -167,7 +169,7 @@ def test_downloads_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv(cifar_data.OFFLINE_ENV, "1")
     assert cifar_data.download_failure("") == "downloads are off: CLINIC_OFFLINE=1"
     with pytest.raises(SettingError, match=r"cannot be downloaded \(downloads are off: CLINIC_OFFLINE=1\)"):
-        cifar_data.load("cifar10", "", CPU)
+        cifar_cache.load("cifar10", "", CPU)
 
 
 def test_a_download_is_checked_unpacked_and_reported(tmp_path, monkeypatch):
@@ -182,7 +184,7 @@ def test_a_download_is_checked_unpacked_and_reported(tmp_path, monkeypatch):
     cifar_data.download_cifar10("", lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(payload), len(payload))
     assert cifar_data.cifar10_on_disk("") and not list(root.glob("*.tar.gz"))
-    np.testing.assert_array_equal(cifar_data.load("cifar10", "", CPU).train_x.numpy(), train)
+    np.testing.assert_array_equal(cifar_cache.load("cifar10", "", CPU).train_x.numpy(), train)
 
 
 def test_a_corrupted_download_is_refused(tmp_path, monkeypatch):
@@ -214,7 +216,7 @@ def test_a_folder_of_images_loads_resized_to_32x32_rgb(tmp_path):
     image_folder(tmp_path)
     save(tmp_path / "train" / "cat" / "gray.png", size=(64, 64), mode="L")
     save(tmp_path / "train" / "dog" / "alpha.png", size=(16, 20), mode="RGBA", colour=(1, 2, 3, 4))
-    images = cifar_data.load("folder", str(tmp_path), CPU)
+    images = cifar_cache.load("folder", str(tmp_path), CPU)
     assert images.source == "folder" and images.classes == ("cat", "dog")
     assert images.train_x.shape == (8, 3072) and images.test_x.shape == (6, 3072)
     assert images.train_x.dtype == torch.uint8
@@ -252,7 +254,7 @@ def test_a_bad_folder_gets_a_clear_message(tmp_path, make, root, message):
     make(base)
     data_root = "" if root == "" else str(base / root) if root != "." else str(base)
     with pytest.raises(SettingError) as e:
-        cifar_data.load("folder", data_root, CPU)
+        cifar_cache.load("folder", data_root, CPU)
     assert str(e.value).startswith(message.format(root=data_root)), str(e.value)
 
 
@@ -260,12 +262,12 @@ def test_a_bad_folder_gets_a_clear_message(tmp_path, make, root, message):
 
 
 def test_the_stand_in_is_balanced_uint8_and_its_own_generator_makes_it():
-    x, y = cifar_data.synthetic(2000, seed=3)
+    x, y = synthetic.synthetic(2000, seed=3)
     assert x.dtype == torch.uint8 and x.shape == (2000, 3072)
     assert torch.bincount(y, minlength=10).tolist() == [200] * 10
-    x2, y2 = cifar_data.synthetic(2000, seed=3)
+    x2, y2 = synthetic.synthetic(2000, seed=3)
     assert torch.equal(x, x2) and torch.equal(y, y2)
-    assert not torch.equal(cifar_data.synthetic(2000, seed=4)[0], x)
+    assert not torch.equal(synthetic.synthetic(2000, seed=4)[0], x)
     # CIFAR-like statistics: pixels spread over the range, not centred
     mean, std = x.float().mean().item() / 255, x.float().std().item() / 255
     assert 0.35 < mean < 0.6 and 0.15 < std < 0.35
@@ -278,9 +280,9 @@ def test_the_stand_in_is_balanced_uint8_and_its_own_generator_makes_it():
 
 
 def test_the_stand_in_is_labelled_and_the_same_object_for_every_run():
-    a = cifar_data.load("synthetic", "", CPU)
-    b = cifar_data.load("synthetic", "ignored", CPU)
-    assert a is b and a.source == "synthetic stand-in" and a.classes == cifar_data.SYNTHETIC_CLASSES
+    a = cifar_cache.load("synthetic", "", CPU)
+    b = cifar_cache.load("synthetic", "ignored", CPU)
+    assert a is b and a.source == "synthetic stand-in" and a.classes == synthetic.SYNTHETIC_CLASSES
     assert a.train_x.shape == (50_000, 3072) and a.test_x.shape == (10_000, 3072)
 
 
@@ -289,8 +291,8 @@ def test_the_data_cache_loads_once_per_key_under_concurrency_and_stays_bounded()
         x, y = torch.zeros(10, 3072, dtype=torch.uint8), torch.zeros(10, dtype=torch.int64)
         return cifar_data.Images(x, y, x[:0], y[:0], ("a", "b"), tag, "")
 
-    size = cifar_data.images_bytes(images("k"))
-    cache = cifar_data.DataCache(max_bytes=2 * size)  # room for two sets
+    size = cifar_cache.images_bytes(images("k"))
+    cache = cifar_cache.DataCache(max_bytes=2 * size)  # room for two sets
     made = []
 
     def make(tag):
@@ -313,13 +315,13 @@ def test_the_data_cache_loads_once_per_key_under_concurrency_and_stays_bounded()
     assert len(cache) == 2
     cache.get(("k",), make("k"))  # evicted, so made again
     assert made == ["k", "a", "b", "k"]
-    big = cifar_data.DataCache(max_bytes=size - 1)  # a set larger than the bound: returned, not kept
+    big = cifar_cache.DataCache(max_bytes=size - 1)  # a set larger than the bound: returned, not kept
     assert big.get(("k",), make("k")).source == "k" and len(big) == 0
 
 
 def test_unknown_source_is_refused():
     with pytest.raises(SettingError, match="dataset: must be one of cifar10, folder, synthetic"):
-        cifar_data.load("imagenet", "", CPU)
+        cifar_cache.load("imagenet", "", CPU)
 
 
 @pytest.mark.parametrize("source", ["cifar10", "folder"])

@@ -18,7 +18,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core import cifar_data, paths, points, registry, runner, ui
+from core import paths, points, registry, runner, ui
+from core.cases.cifar import cache as cifar_cache
+from core.cases.cifar import data as cifar_data
 from core.settings import SettingError, parse
 from core.threads import Gate, Stopped
 from core.train import RunResult, train
@@ -130,7 +132,7 @@ def test_a_link_never_creates_or_lists_a_folder(outside, tmp_path):
 def test_a_typed_folder_outside_the_allowed_roots_is_refused_without_a_listing(outside, tmp_path):
     for root in (str(outside), str(tmp_path / "nope")):
         with pytest.raises(SettingError) as e:
-            cifar_data.load("folder", root, torch.device("cpu"))
+            cifar_cache.load("folder", root, torch.device("cpu"))
         assert "must be a path inside" in str(e.value) and "cats" not in str(e.value)
     assert not (tmp_path / "nope").exists()
 

@@ -25,10 +25,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core import cifar, cifar_data, registry, runner
+from core import runner
+from core.cases.cifar import data as data_
+from core.cases.cifar.config import AS_POSTED
+from core.cases.cifar.model import init_params
+from core.cases.cifar.synthetic import make_synthetic
 from core.threads import available_cores
 
-CASE = registry.get("cifar")
 BATCH = 250
 POSTED_WORKERS = 0
 WRITTEN_WORKERS = 4  # the post's DataLoader
@@ -40,7 +43,7 @@ UNITS = ("samples", N_TRAIN)
 FLOPS = 4 * PARAMS * N_TRAIN  # forward + both weight gradients; layer 1's input gradient is never needed
 
 
-def write_cifar_batches(folder: Path, images: cifar_data.Images) -> None:
+def write_cifar_batches(folder: Path, images: data_.Images) -> None:
     """The images as CIFAR-10's python batch files: data_batch_1..5, test_batch, batches.meta."""
     folder.mkdir(parents=True, exist_ok=True)
     train_x, train_y = images.train_x.numpy(), images.train_y.tolist()
@@ -65,23 +68,23 @@ class State:
 
 
 def setup() -> State:
-    if cifar_data.cifar10_on_disk(""):
-        root, source = str(cifar_data.cifar10_root("")), "cifar10"
+    if data_.cifar10_on_disk(""):
+        root, source = str(data_.cifar10_root("")), "cifar10"
     else:
         tmp = tempfile.mkdtemp(prefix="bench-cifar-")
         atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-        write_cifar_batches(Path(tmp) / cifar_data.CIFAR10_FOLDER, cifar_data.make_synthetic())
+        write_cifar_batches(Path(tmp) / data_.CIFAR10_FOLDER, make_synthetic())
         root, source = tmp, "synthetic stand-in"
     from torchvision import transforms
 
     # the post's train(), up to its epoch loop
     transform = transforms.Compose([transforms.ToTensor()])
-    trainset = cifar_data.cifar10_dataset(root, train=True, transform=transform)
+    trainset = data_.cifar10_dataset(root, train=True, transform=transform)
     loaders = [
         torch.utils.data.DataLoader(trainset, batch_size=BATCH, shuffle=True, num_workers=workers)
         for workers in (POSTED_WORKERS, WRITTEN_WORKERS)
     ]
-    return State(root, source, cifar.init_params(cifar.AS_POSTED, 10), *loaders)
+    return State(root, source, init_params(AS_POSTED, 10), *loaders)
 
 
 class Net(nn.Module):
@@ -135,6 +138,8 @@ def app(state: State) -> float:
     by the process-wide data cache), as-posted settings, one epoch, then the test pass.
     Returns the seconds of the training steps alone (what FLOPS counts), from the run's own
     samples/s."""
-    config = dataclasses.replace(cifar.AS_POSTED, dataset="cifar10", data_root=state.root, epochs=1)
+    from core.cases.cifar import CASE  # here: this module is part of CASE
+
+    config = dataclasses.replace(AS_POSTED, dataset="cifar10", data_root=state.root, epochs=1)
     m = runner.execute(CASE, config, torch.device("cpu")).metrics
     return m["train_size"] / m["samples_per_second"]

@@ -5,9 +5,8 @@ Whatever the source, the result is an `Images`: the training and test images hel
 as uint8 tensors (N, 3072) on the device, in the order that `ToTensor()` followed by the
 post's `x.reshape(250, -1)` gives (the red plane, then green, then blue, each row by row),
 with labels and class names. Training converts them to float one batch at a time; no
-float copy of the whole set is ever made. Loaded sets are kept in a small process-wide
-cache (one copy per source, folder and device), shared by the app's sessions, the CLI
-and the benchmark.
+float copy of the whole set is ever made. This module finds, downloads and reads CIFAR-10
+and image folders; synthetic.py makes the stand-in; cache.py keeps loaded sets once per process.
 
 torchvision is imported only by the functions that read CIFAR-10 or a folder, so that
 `import core.registry` stays light.
@@ -17,13 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import os
 import pickle
 import threading
 import time
 import urllib.request
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import paths, rng
+from core import paths
 from core.paths import DATA_DIR_ENV
 from core.settings import SettingError
 
@@ -186,6 +183,37 @@ def _unavailable(root: str, why: str) -> str:
         f"CIFAR-10 is not in {root}/{CIFAR10_FOLDER} and cannot be downloaded ({why}). "
         f"Put the unpacked {CIFAR10_FOLDER}/ folder under data_root (or ${DATA_DIR_ENV}), "
         "or use dataset = synthetic, the offline stand-in"
+    )
+
+
+def cifar10_missing(data_root: str, on_progress: ProgressFn | None = None) -> str | None:
+    """Why CIFAR-10 cannot be used from this root now (None: it is on disk, downloaded now if it
+    was not and could be). The page asks this before it draws the dataset choice."""
+    if cifar10_on_disk(data_root):
+        return None
+    why = download_failure(data_root)
+    if why is None:
+        try:
+            download_cifar10(data_root, on_progress)
+        except SettingError:
+            why = download_failure(data_root)
+    return why
+
+
+def download_text(data_root: str, done: int, total: int) -> str:
+    """The download's progress in words."""
+    return f"Downloading CIFAR-10 (163 MB) into {describe_root(data_root)}: {done / 1e6:.0f} MB"
+
+
+def stand_in_note(data_root: str, why: str) -> str:
+    """What the page says when it trains on the stand-in because CIFAR-10 is missing (markdown)."""
+    return (
+        f"**Synthetic stand-in.** CIFAR-10 is not in `{describe_root(data_root)}` and could not be "
+        f"downloaded ({why}), so this page trains on the offline stand-in: 10 classes of generated 32×32 "
+        "colour images (shapes of varied position, size and colour on noisy backgrounds), "
+        f"{SYNTHETIC_SIZES[0]:,} for training and {SYNTHETIC_SIZES[1]:,} for testing, like CIFAR-10. The "
+        "failure and its fixes are the same; the accuracies are not CIFAR-10's. Put the unpacked "
+        f"`{CIFAR10_FOLDER}/` folder there (or set `${DATA_DIR_ENV}`) to use the real images."
     )
 
 
@@ -360,190 +388,3 @@ def _read_split(folder: Path, seen: list[int], deadline: float) -> tuple[torch.T
         raise SettingError("data_root", f"cannot read {len(bad)} image(s): {bad[0]}{more}")
     x, y = _planes(np.stack(images), [i for _, i in samples])
     return x, y, classes
-
-
-# ---------------------------------------------------------------------------- synthetic stand-in
-
-# Each class is a shape (how its mask is drawn) and a typical foreground colour; every image
-# varies its position, size, colours, background gradient and noise. An MLP on raw pixels
-# learns the colours and the rough layout, not the shapes under translation: like CIFAR-10,
-# it ends well above chance and well below 100%.
-SYNTHETIC_CLASSES = ("disc", "ring", "square", "h-bar", "v-bar", "cross", "stripes", "pair", "triangle", "dots")
-_COLOURS = torch.tensor(
-    [
-        [0.85, 0.25, 0.20],
-        [0.20, 0.55, 0.85],
-        [0.90, 0.75, 0.20],
-        [0.30, 0.70, 0.30],
-        [0.65, 0.35, 0.75],
-        [0.90, 0.50, 0.15],
-        [0.25, 0.75, 0.75],
-        [0.75, 0.75, 0.75],
-        [0.55, 0.35, 0.20],
-        [0.85, 0.40, 0.60],
-    ]
-)
-
-
-def _mask(kind: int, u: torch.Tensor, v: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Soft shape mask in [0, 1]: u, v (n, 32, 32) are coordinates relative to the shape's
-    centre in units of its size; angle (n, 1, 1) turns the textured classes."""
-    k = 8.0  # edge sharpness
-
-    def inside(t):  # soft step: 1 where t > 0
-        return torch.sigmoid(k * t)
-
-    if kind == 0:  # disc
-        return inside(1 - torch.hypot(u, v))
-    if kind == 1:  # ring
-        return inside(0.28 - (torch.hypot(u, v) - 0.75).abs())
-    if kind == 2:  # square
-        return inside(0.85 - torch.maximum(u.abs(), v.abs()))
-    if kind == 3:  # horizontal bar
-        return inside(0.35 - v.abs()) * inside(1.3 - u.abs())
-    if kind == 4:  # vertical bar
-        return inside(0.35 - u.abs()) * inside(1.3 - v.abs())
-    if kind == 5:  # cross
-        bar = 0.28
-        return torch.maximum(
-            inside(bar - v.abs()) * inside(1.1 - u.abs()), inside(bar - u.abs()) * inside(1.1 - v.abs())
-        )
-    if kind == 6:  # stripes in a soft window
-        t = u * torch.cos(angle) + v * torch.sin(angle)
-        return (0.5 + 0.5 * torch.cos(5.0 * t)) * inside(1.3 - torch.hypot(u, v))
-    if kind == 7:  # a pair of blobs
-        return torch.maximum(inside(0.45 - torch.hypot(u - 0.6, v)), inside(0.45 - torch.hypot(u + 0.6, v)))
-    if kind == 8:  # triangle, apex up
-        return inside(0.75 - v) * inside(0.6 * (v + 0.95) - u.abs())
-    # dots on a grid
-    return (0.5 + 0.5 * torch.cos(4.0 * u)) * (0.5 + 0.5 * torch.cos(4.0 * v)) * inside(1.2 - torch.hypot(u, v))
-
-
-def synthetic(n: int, seed: int, chunk: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
-    """n synthetic images (n, 3072) uint8 and their labels (n,), balanced over the 10 classes
-    in a random order, from a generator of their own. Made in chunks, so the float working
-    set stays at `chunk` images (25 MB) whatever n is; about 2 s for 60,000 on one core."""
-    g = rng.generator(seed, 0)
-    labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
-    # pixel noise: rows of one bank, picked at random (drawing 184 M normals would take seconds)
-    bank = torch.randn(2048, 3, 1024, generator=g).mul_(0.08 * 255)
-    out = torch.empty(n, PIXELS, dtype=torch.uint8)
-    grid = torch.linspace(-1, 1, 32)
-    yy, xx = grid.view(1, 32, 1), grid.view(1, 1, 32)
-    for start in range(0, n, chunk):
-        y = labels[start : start + chunk]
-        m = len(y)
-
-        def draw(*shape, lo=0.0, hi=1.0, m=m):
-            return torch.rand(m, *shape, generator=g) * (hi - lo) + lo
-
-        cx, cy = draw(1, 1, lo=-0.45, hi=0.45), draw(1, 1, lo=-0.45, hi=0.45)
-        size = draw(1, 1, lo=0.3, hi=0.6)
-        angle = draw(1, 1, lo=0.0, hi=math.pi)
-        u, v = (xx - cx) / size, (yy - cy) / size  # (m, 32, 32)
-        mask = torch.empty(m, 32, 32)
-        for kind in range(10):
-            pick = (y == kind).nonzero().squeeze(1)
-            if len(pick):
-                mask[pick] = _mask(kind, u[pick], v[pick], angle[pick])
-        # in 0-255 units: background colour + slope * ramp, blended into the shape's colour by the mask
-        fg = (_COLOURS[y] + 0.22 * torch.randn(m, 3, generator=g)).clamp_(0, 1).mul_(255).view(m, 3, 1)
-        bg = draw(3, 1, lo=0.05 * 255, hi=0.85 * 255).add_(0.5)  # + 0.5: the uint8 cast below truncates
-        slope = draw(3, 1, lo=-0.25 * 255, hi=0.25 * 255)
-        direction = draw(1, 1, lo=0, hi=2 * math.pi)
-        ramp = xx * torch.cos(direction) + yy * torch.sin(direction)  # (m, 32, 32)
-        mask, ramp = mask.view(m, 1, 1024), ramp.view(m, 1, 1024)
-        img = torch.addcmul(bg, slope, ramp * (1 - mask))  # (m, 3, 1024): the background outside the shape
-        img.addcmul_(fg - bg, mask)
-        img.add_(bank[torch.randint(len(bank), (m,), generator=g)])
-        out[start : start + m] = img.clamp_(0, 255).to(torch.uint8).view(m, PIXELS)
-    return out, labels
-
-
-def make_synthetic(sizes: tuple[int, int] = SYNTHETIC_SIZES, seed: int = SYNTHETIC_SEED) -> Images:
-    train_x, train_y = synthetic(sizes[0], seed)
-    test_x, test_y = synthetic(sizes[1], seed + 1)
-    return Images(train_x, train_y, test_x, test_y, SYNTHETIC_CLASSES, LABELS["synthetic"], "")
-
-
-# ---------------------------------------------------------------------------- the shared copy
-
-
-def images_bytes(images: Images) -> int:
-    return sum(t.nbytes for t in (images.train_x, images.train_y, images.test_x, images.test_y))
-
-
-class DataCache:
-    """Loaded image sets by key, least recently used first out, bounded by the bytes they hold
-    (CIFAR-10 and the stand-in: 184 MB each); one load per key at a time. A set bigger than the
-    whole bound is returned but not kept.
-
-    Thread-safe: sessions asking for the same set while it loads wait for that one load
-    instead of reading it again.
-    """
-
-    def __init__(self, max_bytes: int = 400 << 20):
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._items: OrderedDict[tuple, Images] = OrderedDict()
-        self._loading: dict[tuple, threading.Lock] = {}
-
-    def get(self, key: tuple, make: Callable[[], Images]) -> Images:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            loading = self._loading.setdefault(key, threading.Lock())
-        with loading:
-            with self._lock:
-                if key in self._items:
-                    return self._items[key]
-            images = make()
-            with self._lock:
-                self._loading.pop(key, None)
-                if images_bytes(images) <= self.max_bytes:
-                    self._items[key] = images
-                while sum(images_bytes(i) for i in self._items.values()) > self.max_bytes:
-                    self._items.popitem(last=False)
-            return images
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-CACHE = DataCache()
-
-
-def load(source: str, data_root: str, device: torch.device, on_download: ProgressFn | None = None) -> Images:
-    """The image set for this source on this device, loaded (and downloaded) at most once per process."""
-    if source == "synthetic":
-        key: tuple = (source, "", str(device))
-    elif source == "cifar10":
-        key = (source, str(cifar10_root(data_root).resolve()), str(device))
-    elif source == "folder":
-        key = (source, str(paths.allowed(data_root, "data_root")) if data_root.strip() else "", str(device))
-    else:
-        raise SettingError("dataset", f"must be one of {', '.join(SOURCES)} (got {source!r})")
-
-    def make() -> Images:
-        if source == "synthetic":
-            images = make_synthetic()
-        elif source == "cifar10":
-            download_cifar10(data_root, on_download)
-            images = read_cifar10(data_root)
-        else:
-            images = read_folder(data_root)
-        return on_device(images, device)
-
-    return CACHE.get(key, make)
-
-
-def on_device(images: Images, device: torch.device) -> Images:
-    if device.type == "cpu":
-        return images
-    move = [t.to(device) for t in (images.train_x, images.train_y, images.test_x, images.test_y)]
-    return Images(*move, images.classes, images.source, images.root)
