@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import os
 import platform
@@ -73,7 +72,7 @@ def run_one(name: str, repeat: int) -> dict:
     cores = available_cores()
     from core import registry
 
-    mod = registry.get(name).bench or importlib.import_module(f"bench.{name}")  # TRANSITION: until every case has one
+    mod = registry.get(name).bench
     state = mod.setup()
     default_threads = cores  # what a user's script gets: torch's default, one thread per core
 

@@ -94,7 +94,7 @@ class Case:
     # config -> (config, notes): a link's clash between settings that the case resolves itself, keeping the
     # rest of the link (each note says what it changed); None: a clash falls back to the preset
     settle: Callable[[Any], tuple[Any, list[str]]] | None = None
-    settings: tuple[Setting, ...] = ()  # derived from the config's knobs
+    settings: tuple[Setting, ...] = field(init=False, default=())  # derived from the config's knobs
     tasks: Mapping[str, Task] = field(default_factory=dict)  # name -> a second job on the same config
     # settings the case no longer has -> what an old link or command line that names one is told
     retired: Mapping[str, str] = field(default_factory=dict)
@@ -105,8 +105,7 @@ class Case:
         return None if ref is None or ref == config else ref
 
     def __post_init__(self):
-        if not self.settings:  # TRANSITION: until every case declares its fields with knob()
-            object.__setattr__(self, "settings", st_.settings_of(self.config_cls))
+        object.__setattr__(self, "settings", st_.settings_of(self.config_cls))
         for need in ("as-posted", "fixed"):
             if need not in self.presets:
                 raise TypeError(f"{self.name}: missing preset {need!r}")

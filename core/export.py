@@ -1,7 +1,7 @@
 """Exports of a run: its history as CSV, its record as JSON, and a standalone script.
 
-The script is `core/scripts/<case>.py` with its settings block replaced by the run's
-settings: a complete program that needs only torch and numpy.
+The script is the case's own (`Case.script`: core/cases/<case>/script.py) with its settings
+block replaced by the run's settings: a complete program that needs only torch and numpy.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 from core.case import Case
 from core.train import RunResult
 
-SCRIPTS = Path(__file__).parent / "scripts"
 BEGIN, END = "# --- settings: written by Convergence Clinic's export\n", "# --- end of settings\n"
 
 
@@ -75,10 +74,7 @@ def record_json(case: Case, config: Any, result: RunResult) -> str:
 def script(case: Case, config: Any) -> str:
     """The standalone script of `case` with `config`'s settings written in."""
     case.validate(config)
-    if case.script is not None:
-        text = Path(case.script.__file__).read_text()
-    else:  # TRANSITION: until every case names its script
-        text = (SCRIPTS / f"{case.name}.py").read_text()
+    text = Path(case.script.__file__).read_text()
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     lines = [

@@ -1,12 +1,11 @@
 """Figures for reports: a case's charts as PNG and SVG, from the page or headless.
 
-The charts are the page's own (`core.charts.<case>.figures`), carrying their own look,
+The charts are the page's own (`Case.figures`), carrying their own look,
 so a figure looks like the page. vl-convert renders Vega-Lite without a browser.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,9 +20,7 @@ PNG_SCALE = 2  # 2x pixels: sharp in documents
 
 def charts_for(case: Case, runs: Mapping[str, RunResult]) -> dict[str, alt.TopLevelMixin]:
     """The page's charts by name, for these runs ({"current": ..., "as-posted": ..., pins...})."""
-    if case.figures is not None:
-        return case.figures(runs)
-    return importlib.import_module(f"core.charts.{case.name}").figures(runs)  # TRANSITION: until every case has it
+    return case.figures(runs)
 
 
 def sized(chart: alt.TopLevelMixin) -> dict:

@@ -46,7 +46,7 @@ def test_every_log_axis_of_a_page_has_fixed_ticks_and_one_format(case_name, cpu)
     config = case.presets["as-posted"]
     config = dataclasses.replace(config, **({"steps": 100} if case_name == "sine" else {}))
     result = runner.execute(case, config, cpu)
-    figures = case.figures or __import__(f"core.charts.{case_name}", fromlist=["figures"]).figures  # TRANSITION
+    figures = case.figures
     axes = [a for fig in figures({"current": result}).values() for a in log_axes(fig.to_dict())]
     assert axes
     for a in axes:
