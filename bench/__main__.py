@@ -5,6 +5,7 @@
     python -m bench --repeat 5           more repeats (default 3; medians are reported)
     python -m bench --no-write           print only
     python -m bench --examine            the examiner's overhead and detections (bench/examine.py)
+    python -m bench --interactions       what a person waits for in the browser, p50/p95 (bench/interactions.py)
 
 Each case runs in its own process (so its peak resident memory is its own): the posted
 pipeline and the app's path are timed interleaved, `--repeat` times each (a posted pipeline
@@ -340,20 +341,30 @@ def table(results: list[dict], around: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, help="repeats (default: 3 for the cases, 5 for --interactions)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
     parser.add_argument("--examine", action="store_true", help="the examiner's overhead on its corpus instead")
+    parser.add_argument(
+        "--interactions", action="store_true", help="what a person waits for in the browser (bench/interactions.py)"
+    )
+    parser.add_argument("--no-interactions", action="store_true", help="the full run without the browser part")
     args = parser.parse_args(argv)
     if args.examine:
         from bench import examine
 
-        return examine.main(args.repeat, write=not args.no_write)
+        return examine.main(args.repeat or 3, write=not args.no_write)
+    if args.interactions:
+        from bench import interactions
+
+        names = [n for n in args.cases.split(",") if n]
+        return interactions.main(names, args.repeat or 5, write=not args.no_write)
 
     if args.one:
-        print(json.dumps(run_one(args.one, args.repeat)))
+        print(json.dumps(run_one(args.one, args.repeat or 3)))
         return 0
 
+    args.repeat = args.repeat or 3
     names = [n for n in args.cases.split(",") if n]
     unknown = [n for n in names if n not in CASES]
     if unknown:
@@ -398,6 +409,10 @@ def main(argv=None) -> int:
             f"{args.repeat} interleaved runs after one warm-up; 'speed-up' is posted / app.\n\n"
             f"{report}\n" + kept
         )
+    if not args.no_interactions:
+        from bench import interactions
+
+        return interactions.main(names, 5, write=not args.no_write)
     return 0
 
 
