@@ -36,7 +36,6 @@ from pathlib import Path
 from bench import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ("sine", "cifar", "poly", "linreg")
 
 
 # ----------------------------------------------------------------------------- one case
@@ -340,7 +339,7 @@ def table(results: list[dict], around: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cases", help="comma-separated case names (default: every case in the registry)")
     parser.add_argument("--repeat", type=int, help="repeats (default: 3 for the cases, 5 for --interactions)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
@@ -356,8 +355,9 @@ def main(argv=None) -> int:
         return examine.main(args.repeat or 3, write=not args.no_write)
     if args.interactions:
         from bench import interactions
+        from core import registry
 
-        names = [n for n in args.cases.split(",") if n]
+        names = [n for n in (args.cases or ",".join(registry.CASES)).split(",") if n]
         return interactions.main(names, args.repeat or 5, write=not args.no_write)
 
     if args.one:
@@ -365,10 +365,13 @@ def main(argv=None) -> int:
         return 0
 
     args.repeat = args.repeat or 3
-    names = [n for n in args.cases.split(",") if n]
-    unknown = [n for n in names if n not in CASES]
+    from core import registry
+
+    benched = [name for name, case in registry.CASES.items() if case.bench is not None]
+    names = [n for n in (args.cases or ",".join(benched)).split(",") if n]
+    unknown = [n for n in names if n not in benched]
     if unknown:
-        print(f"error: cases: no benchmark for {', '.join(unknown)}; have {', '.join(CASES)}", file=sys.stderr)
+        print(f"error: cases: no benchmark for {', '.join(unknown)}; have {', '.join(benched)}", file=sys.stderr)
         return 2
     info = machine()
     print(f"machine: {info}", flush=True)
