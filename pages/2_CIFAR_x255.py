@@ -135,11 +135,8 @@ st.caption(
     f"{config.epochs} epochs, tested on {test} ({budget}) · seed {config.seed} · device: {ui.badge(device)}"
 )
 
-result = ui.run(case, config, device, label=f"Training {preset or 'custom'}")
-runs = {"current": result}
-base = case.comparison(config)
-if base is not None:
-    runs["as-posted"] = ui.run(case, base, device, label="The as-posted run on the same data, for comparison")
+runs = ui.compare(case, config, device)  # the current run; compared and pinned runs once it is drawn
+result = runs["current"]
 m, ref = result.metrics, runs.get("as-posted")
 
 cols = st.columns(5)
@@ -171,7 +168,7 @@ note = cifar.reshape_note(config, m["train_size"])
 if note:
     st.info(note, icon="ℹ️")
 
-runs |= ui.pins(case, config, device)
+ui.pins(case, config, runs)
 
 figures = charts.figures(runs)
 ui.chart_row(figures, "loss", "accuracy")
@@ -249,3 +246,4 @@ ui.findings(case, cifar.diagnose(config, result), config)
 ui.lr_finder(case, config, device, cifar.lr_find)
 ui.downloads(case, config, result, figures)
 ui.show_code(cifar.to_input, cifar.forward, cifar.make_optimizer, cifar.run)
+ui.train_the_rest(case)

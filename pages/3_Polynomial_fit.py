@@ -52,11 +52,8 @@ if config.points:
         "true function to draw, and *as-posted* means the posted settings on your points."
     )
 
-result = ui.run(case, config, device)
-runs = {"current": result}
-reference = case.comparison(config)
-if reference is not None:
-    runs["as-posted"] = ui.run(case, reference, device, label="The as-posted run, for comparison")
+runs = ui.compare(case, config, device)  # the current run; compared and pinned runs once it is drawn
+result = runs["current"]
 m = result.metrics
 limit_name = charts.limit_label(config.optimizer)
 limit = m["max_stable_lr_momentum"] if config.optimizer == "momentum" else m["max_stable_lr"]
@@ -97,7 +94,7 @@ if m["diverged"]:
         icon="💥",
     )
 
-runs |= ui.pins(case, config, device)
+ui.pins(case, config, runs)
 
 figures = charts.figures(runs)
 ui.chart_row(figures, "fit", "loss")
@@ -171,3 +168,4 @@ else:
     )
 ui.downloads(case, config, result, figures)
 ui.show_code(poly.descend, poly.posted_loop)
+ui.train_the_rest(case)

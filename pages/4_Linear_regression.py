@@ -58,13 +58,10 @@ st.caption(
     "few hundred numbers); the single run on the device"
 )
 
-# the current settings, and the posted and fixed sweeps beside them
-name = preset or "current"
-result = ui.run(case, config, device, label="Training the sweep")
-runs = {name: result}
-for other in ("as-posted", "fixed"):
-    if other != name:
-        runs[other] = ui.run(case, case.presets[other], device, label=f"The {other} sweep, for comparison")
+# the current sweep; the posted and fixed sweeps and the pins beside it once it is drawn
+also = {"fixed": case.presets["fixed"]}
+runs = ui.compare(case, config, device, also=also)
+name, result = "current", runs["current"]
 m = result.metrics
 
 st.subheader("The post's three panels")
@@ -82,10 +79,7 @@ for col, shuffled in zip(cols, (True, False), strict=False):
         )
 cols[2].metric("Steps, smallest → largest batch", f"{steps.iloc[0]:,} → {steps.iloc[-1]:,}")
 cols[3].metric("Sweep time", f"{result.seconds:.2f} s", help=f"{len(result.frames['sweep'])} fits, {result.device}")
-pinned = ui.pins(case, config, device)
-pinned_configs = [c for label, c in ui.pinned(case).items() if label in pinned]
-# a compared preset that is also pinned is drawn once, as its pin
-runs = {k: r for k, r in runs.items() if k == name or case.presets[k] not in pinned_configs} | pinned
+ui.pins(case, config, runs, also=also)
 
 figures = charts.figures(runs, details={})  # the sweep's charts, drawn before the detail trains
 cols = st.columns(3)
@@ -140,7 +134,7 @@ if not problems:
     details = {name: detail}
     for label, pin_config in ui.pinned(case).items():  # each pinned sweep's run in detail, overlaid
         pin_detail = linreg.detail_config(pin_config)
-        if label in pinned and not case.errors(pin_detail):
+        if label in runs and not case.errors(pin_detail):
             details[label] = ui.run(case, pin_detail, device, label=f"Pinned run {label}: its run in detail")
     figures = charts.figures(runs, details)  # all of them, each run in one colour throughout
     d = detail.metrics
@@ -203,3 +197,4 @@ st.caption(
 )
 ui.downloads(case, config, result, figures)
 ui.show_code(linreg.run_single, linreg.quadratic, linreg.fit_batched)
+ui.train_the_rest(case)

@@ -35,8 +35,22 @@ def colors(names: list[str], order: list[str] | None = None) -> alt.Scale:
     return alt.Scale(domain=list(names), range=[by_name[n] for n in names])
 
 
+def current_on_top(chart):
+    """Reorder each layer's rows so that the runs are drawn last-listed first: the current run (listed
+    first) is painted over the runs it is compared with. Vega draws a mark's rows, and a line's
+    series, in the order of the data; the legend keeps its own order (`sort`)."""
+    for part in [chart, *getattr(chart, "layer", [])]:
+        data = getattr(part, "data", None)
+        if isinstance(data, pd.DataFrame) and "run" in data.columns and len(data):
+            rank = {name: i for i, name in enumerate(dict.fromkeys(data["run"]))}
+            order = np.argsort(-data["run"].map(rank).to_numpy(), kind="stable")
+            part.data = data.iloc[order].reset_index(drop=True)
+    return chart
+
+
 def finish(chart, title: str | None = None, height: int = HEIGHT):
-    """The shared look: one font, light grid, titles left-aligned. Call last."""
+    """The shared look: one font, light grid, titles left-aligned; the current run drawn on top. Call last."""
+    chart = current_on_top(chart)
     if title is not None:
         chart = chart.properties(title=alt.TitleParams(title, anchor="start", fontSize=15, fontWeight=600))
     return (
