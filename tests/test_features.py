@@ -620,3 +620,10 @@ def test_the_copy_link_button_is_offered():
     at = page("poly", query={"preset": "fixed", "epochs": "300"})
     frames = [e for e in at.get("iframe")] or [e for e in at.main if "Copy link" in str(getattr(e, "proto", ""))]
     assert frames and "navigator.clipboard.writeText" in str(frames[0].proto)
+
+
+def test_readme_gives_the_cpu_only_install_for_laptops():
+    """Issue 14: the CPU-only install line for laptops too, not only for the Cloud."""
+    text = (ROOT / "README.md").read_text()
+    laptop = text[: text.index("## Deploy on Streamlit Community Cloud")]
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in laptop
