@@ -50,6 +50,18 @@ def max_run_seconds() -> float:
 # ------------------------------------------------------------------ page and device
 
 
+# nothing truncates from 1024 px wide up: metric labels and deltas wrap, values shrink with the window, and
+# buttons may wrap their label rather than cut it
+FIT_CSS = """<style>
+[data-testid="stMetricLabel"] p, [data-testid="stMetricLabel"] div {white-space: normal !important; overflow: visible;}
+[data-testid="stMetricValue"] {font-size: clamp(1.3rem, 2.1vw, 2.25rem);}
+[data-testid="stMetricValue"] div {overflow: visible; text-overflow: clip;}
+[data-testid="stMetricDelta"] div {white-space: normal !important; overflow: visible;}
+[data-testid="stBaseButton-secondary"] p, [data-testid="stBaseButton-primary"] p
+{white-space: normal; overflow: visible;}
+</style>"""
+
+
 def page(title: str, icon: str = "🩺") -> None:
     """Page config and the sidebar's navigation (Streamlit's own list is turned off in
     .streamlit/config.toml so that the home page is called Home, not app). icon: the tab's icon, an
@@ -57,6 +69,7 @@ def page(title: str, icon: str = "🩺") -> None:
     from core import registry
 
     st.set_page_config(page_title=f"{title} · Convergence Clinic", page_icon=icon, layout="wide")
+    st.markdown(FIT_CSS, unsafe_allow_html=True)
     keep("force_cpu", *(key(c, s.name) for c in registry.CASES.values() for s in c.settings))
     with st.sidebar:
         st.page_link("app.py", label="Home", icon=":material/home:")
@@ -721,7 +734,7 @@ def pins(case: Case, config: Any, runs: Mapping[str, RunResult], also: Mapping[s
         for p in pinned:
             box = f"{case.name}._pin_name.{p['n']}"
             st.session_state.setdefault(box, p["label"])
-            a, b, c = st.columns([2, 5, 1], vertical_alignment="center")
+            a, b, c = st.columns([3, 6, 2], vertical_alignment="center")
             a.text_input(
                 "Name", key=box, max_chars=PIN_NAME_MAX, label_visibility="collapsed",
                 on_change=_rename, args=(case, p["n"]), help="Rename this pin: the charts and the link use the name.",

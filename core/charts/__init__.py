@@ -7,6 +7,7 @@ Series are told apart by colour through one shared palette.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import altair as alt
@@ -24,6 +25,8 @@ PALETTE = {
 EXTRA = ("#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
 FONT = "Arial, Liberation Sans, Helvetica, sans-serif"  # present in browsers and for vl-convert alike
 HEIGHT = 280
+TITLE_LINE = 30  # characters: a longer title wraps, so that a chart in half a 1024-px page shows all of it
+LEGEND_COLUMNS = 3  # a bottom legend wraps into rows of this many, instead of running past a narrow chart
 
 
 def colors(names: list[str], order: list[str] | None = None) -> alt.Scale:
@@ -52,14 +55,17 @@ def finish(chart, title: str | None = None, height: int = HEIGHT):
     """The shared look: one font, light grid, titles left-aligned; the current run drawn on top. Call last."""
     chart = current_on_top(chart)
     if title is not None:
-        chart = chart.properties(title=alt.TitleParams(title, anchor="start", fontSize=15, fontWeight=600))
+        text = textwrap.wrap(title, TITLE_LINE) if len(title) > TITLE_LINE else title  # a half-width chart at 1024 px
+        chart = chart.properties(title=alt.TitleParams(text, anchor="start", fontSize=15, fontWeight=600))
     return (
         chart.properties(height=height)
         .configure(font=FONT, background="white")
         .configure_axis(
             labelFontSize=12, titleFontSize=12, titleFontWeight=500, gridColor="#e5e7eb", domainColor="#9ca3af"
         )
-        .configure_legend(labelFontSize=12, titleFontSize=12, orient="bottom", symbolStrokeWidth=3)
+        .configure_legend(
+            labelFontSize=12, titleFontSize=12, orient="bottom", symbolStrokeWidth=3, columns=LEGEND_COLUMNS
+        )
         .configure_view(stroke=None)
     )
 
