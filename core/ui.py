@@ -56,7 +56,7 @@ FIT_CSS = """<style>
 [data-testid="stMetricLabel"] p, [data-testid="stMetricLabel"] div {white-space: normal !important; overflow: visible;}
 [data-testid="stMetricValue"] {font-size: clamp(1.3rem, 2.1vw, 2.25rem);}
 [data-testid="stMetricValue"] div {overflow: visible; text-overflow: clip;}
-[data-testid="stMetricDelta"] div {white-space: normal !important; overflow: visible;}
+[data-testid="stMetricDelta"] div, [data-testid="stMetricDelta"] p {white-space: normal !important; overflow: visible;}
 [data-testid="stBaseButton-secondary"] p, [data-testid="stBaseButton-primary"] p
 {white-space: normal; overflow: visible;}
 </style>"""
