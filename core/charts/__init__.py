@@ -7,7 +7,6 @@ Series are told apart by colour through one shared palette.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping
 
 import altair as alt
@@ -25,7 +24,6 @@ PALETTE = {
 EXTRA = ("#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
 FONT = "Arial, Liberation Sans, Helvetica, sans-serif"  # present in browsers and for vl-convert alike
 HEIGHT = 280
-TITLE_LINE = 30  # characters: a longer title wraps, so that a chart in half a 1024-px page shows all of it
 LEGEND_COLUMNS = 3  # a bottom legend wraps into rows of this many, instead of running past a narrow chart
 
 
@@ -55,8 +53,7 @@ def finish(chart, title: str | None = None, height: int = HEIGHT):
     """The shared look: one font, light grid, titles left-aligned; the current run drawn on top. Call last."""
     chart = current_on_top(chart)
     if title is not None:
-        text = textwrap.wrap(title, TITLE_LINE) if len(title) > TITLE_LINE else title  # a half-width chart at 1024 px
-        chart = chart.properties(title=alt.TitleParams(text, anchor="start", fontSize=15, fontWeight=600))
+        chart = chart.properties(title=alt.TitleParams(title, anchor="start", fontSize=15, fontWeight=600))
     return (
         chart.properties(height=height)
         .configure(font=FONT, background="white")
