@@ -10,10 +10,12 @@ import dataclasses
 import json
 import math
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from core.case import Case
+from core.settings import to_text
 from core.train import RunResult
 
 BEGIN, END = "# --- settings: written by Convergence Clinic's export\n", "# --- end of settings\n"
@@ -46,6 +48,26 @@ def versions() -> dict[str, str]:
     except ImportError:
         pass
     return out
+
+
+def shortest(case: Case, config: Any, page: bool = True) -> dict[str, str]:
+    """The shortest URL query for `config`: the preset it differs least from and the settings
+    in which it differs (`preset=fixed&seed=3`); no preset when that is as-posted. page: the
+    presets as the page opens them (`Case.first_view`); False: the presets themselves (the CLI's)."""
+    presets = {n: case.page_preset(n) if page else p for n, p in case.presets.items()}
+
+    def differences(base: Any) -> dict[str, str]:
+        return {
+            f.name: to_text(getattr(config, f.name))
+            for f in dataclasses.fields(config)
+            if getattr(config, f.name) != getattr(base, f.name) and case.setting(f.name).in_url  # no paths, no uploads
+        }
+
+    found = {n: differences(p) for n, p in presets.items()}
+    name = min(found, key=lambda n: (len(found[n]), n != "as-posted"))  # ties: as-posted, then preset order
+    if not found[name] or name != "as-posted":
+        return {"preset": name} | found[name]
+    return found[name]
 
 
 def history_csv(result: RunResult) -> str:
@@ -83,3 +105,11 @@ def script(case: Case, config: Any) -> str:
     ]
     settings = "CONFIG = {\n" + "\n".join(lines) + "\n}\n"
     return head + BEGIN + settings + END + tail
+
+
+def histories_csv(runs: Mapping[str, RunResult]) -> str:
+    """Every run's history in one table, a `run` column first (current, compared, pinned)."""
+    import pandas as pd
+
+    frames = [r.history.assign(run=name)[["run", *r.history.columns]] for name, r in runs.items()]
+    return pd.concat(frames, ignore_index=True).to_csv(index=False)

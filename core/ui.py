@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,6 +50,18 @@ def max_run_seconds() -> float:
 # ------------------------------------------------------------------ page and device
 
 
+# nothing truncates from 1024 px wide up: metric labels and deltas wrap, values shrink with the window, and
+# buttons may wrap their label rather than cut it
+FIT_CSS = """<style>
+[data-testid="stMetricLabel"] p, [data-testid="stMetricLabel"] div {white-space: normal !important; overflow: visible;}
+[data-testid="stMetricValue"] {font-size: clamp(1.3rem, 2.1vw, 2.25rem);}
+[data-testid="stMetricValue"] div {overflow: visible; text-overflow: clip;}
+[data-testid="stMetricDelta"] div, [data-testid="stMetricDelta"] p {white-space: normal !important; overflow: visible;}
+[data-testid="stBaseButton-secondary"] p, [data-testid="stBaseButton-primary"] p
+{white-space: normal; overflow: visible;}
+</style>"""
+
+
 def page(title: str, icon: str = "🩺") -> None:
     """Page config and the sidebar's navigation (Streamlit's own list is turned off in
     .streamlit/config.toml so that the home page is called Home, not app). icon: the tab's icon, an
@@ -56,6 +69,7 @@ def page(title: str, icon: str = "🩺") -> None:
     from core import registry
 
     st.set_page_config(page_title=f"{title} · Convergence Clinic", page_icon=icon, layout="wide")
+    st.markdown(FIT_CSS, unsafe_allow_html=True)
     keep("force_cpu", *(key(c, s.name) for c in registry.CASES.values() for s in c.settings))
     with st.sidebar:
         st.page_link("app.py", label="Home", icon=":material/home:")
@@ -120,37 +134,24 @@ def init_settings(case: Case, preset: str = "as-posted") -> None:
 
 
 def url_params(case: Case, config: Any, page: bool = True) -> dict[str, str]:
-    """The shortest URL query for `config`: the preset it differs least from and the settings
-    in which it differs (`preset=fixed&seed=3`); no preset when that is as-posted. page: the
-    presets as the page opens them (`Case.first_view`); False: the presets themselves (the CLI's)."""
-    presets = {n: case.page_preset(n) if page else p for n, p in case.presets.items()}
+    """The shortest URL query for `config` (`export.shortest`): `preset=fixed&seed=3`."""
+    from core.export import shortest
 
-    def differences(base: Any) -> dict[str, str]:
-        return {
-            f.name: to_text(getattr(config, f.name))
-            for f in dataclasses.fields(config)
-            if getattr(config, f.name) != getattr(base, f.name) and case.setting(f.name).in_url  # no paths, no uploads
-        }
-
-    found = {n: differences(p) for n, p in presets.items()}
-    name = min(found, key=lambda n: (len(found[n]), n != "as-posted"))  # ties: as-posted, then preset order
-    if not found[name] or name != "as-posted":
-        return {"preset": name} | found[name]
-    return found[name]
+    return shortest(case, config, page)
 
 
 def _signature(params: Mapping[str, str]) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def from_url(case: Case) -> None:
-    """Apply ?preset=NAME&KEY=VALUE... once per new link. Invalid or stale values fall back to
-    the preset's (or as-posted's) value, with a notice; never an exception."""
-    params = {k: st.query_params[k] for k in st.query_params}
-    marker = f"{case.name}._url"
-    if not params or st.session_state.get(marker) == _signature(params):
-        return
-    st.session_state[marker] = _signature(params)
+PIN_PARAM = re.compile(r"pin(\d{1,3})")  # pin1=preset:fixed;seed:3 (and name:… when renamed)
+PIN_PARAM_MAX = 2000  # characters of one pin's parameter: more is not read
+
+
+def _config_from(case: Case, params: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """(config, notices) from a link's settings: invalid or stale values fall back to the
+    preset's (or as-posted's) value, a clash the case resolves is resolved, each with a notice."""
+    params = dict(params)
     notices = []
     preset = params.pop("preset", "as-posted")
     if preset not in case.presets:
@@ -178,6 +179,59 @@ def from_url(case: Case) -> None:
     if case.check(config):  # a combination the case refuses: the preset as it is
         notices += [f"{p}; using the preset {preset!r} unchanged" for p in case.check(config)]
         config = case.page_preset(preset)
+    return config, notices
+
+
+def _pins_from(case: Case, params: Mapping[str, str]) -> tuple[list[dict], list[str]]:
+    """The pins a link carries (pin1=preset:fixed;seed:3;name:baseline), each read as a link's settings."""
+    found, notices = [], []
+    for k, text in sorted(params.items(), key=lambda kv: int(PIN_PARAM.fullmatch(kv[0])[1])):
+        n = int(PIN_PARAM.fullmatch(k)[1])
+        if len(found) >= MAX_PINS or len(text) > PIN_PARAM_MAX:
+            notices.append(f"{k} ignored: a link carries at most {MAX_PINS} pins of {PIN_PARAM_MAX} characters")
+            continue
+        fields = dict(part.split(":", 1) for part in text.split(";") if ":" in part)
+        name = " ".join(fields.pop("name", "").split())
+        config, notes = _config_from(case, fields)
+        notices += [f"{k}: {note}" for note in notes]
+        if any(p["config"] == config for p in found):
+            continue
+        ok = PIN_NAME.fullmatch(name) and len(name) <= PIN_NAME_MAX and name not in {"current", *case.presets}
+        found.append({"n": n, "label": name if ok else pin_label(case, config, n), "config": config})
+    return found, notices
+
+
+def _pin_params(case: Case) -> dict[str, str]:
+    """The session's pins as link parameters; a pin on uploaded points cannot travel and is left out."""
+    out = {}
+    for p in _pins(case):
+        config = p["config"]
+        if any(case.kind(f.name) == "points" and getattr(config, f.name) for f in dataclasses.fields(config)):
+            continue
+        fields = url_params(case, config)
+        if p["label"] != pin_label(case, config, p["n"]):
+            fields["name"] = p["label"]
+        out[f"pin{p['n']}"] = ";".join(f"{k}:{v}" for k, v in fields.items())
+    return out
+
+
+def from_url(case: Case) -> None:
+    """Apply ?preset=NAME&KEY=VALUE...&pin1=... once per new link. Invalid or stale values fall back to
+    the preset's (or as-posted's) value, with a notice; never an exception. A link's pins replace the
+    session's."""
+    params = {k: st.query_params[k] for k in st.query_params}
+    marker = f"{case.name}._url"
+    if not params or st.session_state.get(marker) == _signature(params):
+        return
+    st.session_state[marker] = _signature(params)
+    pin_params = {k: params.pop(k) for k in list(params) if PIN_PARAM.fullmatch(k)}
+    config, notices = _config_from(case, params)
+    if pin_params:
+        found, notes = _pins_from(case, pin_params)
+        st.session_state[f"{case.name}._pins"] = found
+        for p in found:
+            st.session_state.pop(f"{case.name}._pin_name.{p['n']}", None)
+        notices += notes
     load(case, dataclasses.asdict(config))
     st.session_state[f"{case.name}._notices"] = notices
     if case.cost(config).seconds > LINK_CONFIRM_SECONDS:  # a link alone never starts a long run
@@ -185,12 +239,18 @@ def from_url(case: Case) -> None:
 
 
 def to_url(case: Case, config: Any) -> None:
-    """Write the current settings into the page's URL, so the link reproduces this view."""
-    params = url_params(case, config)
+    """Write the current settings and the pins into the page's URL, so the link reproduces this view."""
+    params = url_params(case, config) | _pin_params(case)
     st.session_state[f"{case.name}._url"] = _signature(params)
     if {k: st.query_params[k] for k in st.query_params} != params:
         st.query_params.from_dict(params)
-    for notice in st.session_state.pop(f"{case.name}._notices", []):
+    # the link's notices, once; again in the redraw that adds the compared runs (`train_the_rest`)
+    notices = st.session_state.pop(f"{case.name}._notices", None)
+    if notices is not None:
+        st.session_state[f"{case.name}._notices_shown"] = notices
+    elif st.session_state.get(f"{case.name}._redraw"):
+        notices = st.session_state.get(f"{case.name}._notices_shown", [])
+    for notice in notices or []:
         st.warning(f"From the link: {notice}", icon=":material/link_off:")
 
 
@@ -506,28 +566,50 @@ def show_code(*functions: Callable) -> None:
             st.code(inspect.getsource(fn), language="python")
 
 
-# ------------------------------------------------------------------ pinned runs
+# ------------------------------------------------------------------ the current run, its comparisons, pins
+
+MAX_PINS = 8  # pins per page: each is a run on the charts and a parameter of the link
+PIN_NAME_MAX = 40  # characters of a pin's name (it travels in the link)
+PIN_NAME = re.compile(r"[\w .,()+\-×/=]+")  # no ';' or ':' (the link's separators), no markup
+COINCIDE = 1e-6  # relative: a compared run whose history is the current one's to this is said to coincide
 
 
 def _pins(case: Case) -> list[dict]:
     return st.session_state.setdefault(f"{case.name}._pins", [])
 
 
+def pin_label(case: Case, config: Any, n: int) -> str:
+    """'pin 1 (fixed)': the number, and the preset (or, on CIFAR's quick view, the recipe) it follows."""
+    name = case.preset_name(config) or (case.recipe(config) if case.recipe is not None else None)
+    return f"pin {n}" + (f" ({name})" if name else "")
+
+
 def _pin(case: Case, config: Any) -> None:
     pins = _pins(case)
-    if all(p["config"] != config for p in pins):
+    if len(pins) < MAX_PINS and all(p["config"] != config for p in pins):
         n = max((p["n"] for p in pins), default=0) + 1
-        pins.append(
-            {
-                "n": n,
-                "label": f"pin {n}" + (f" ({case.preset_name(config)})" if case.preset_name(config) else ""),
-                "config": config,
-            }
-        )
+        pins.append({"n": n, "label": pin_label(case, config, n), "config": config})
 
 
 def _unpin(case: Case, n: int) -> None:
     st.session_state[f"{case.name}._pins"] = [p for p in _pins(case) if p["n"] != n]
+    st.session_state.pop(f"{case.name}._pin_name.{n}", None)
+
+
+def _rename(case: Case, n: int) -> None:
+    """A pin's name box changed: take the name when it is one (unique, short, plain), else put the old one back."""
+    box = f"{case.name}._pin_name.{n}"
+    name = " ".join(str(st.session_state.get(box, "")).split())[:PIN_NAME_MAX]
+    pin = next(p for p in _pins(case) if p["n"] == n)
+    taken = {"current", "as-posted", *case.presets, *(p["label"] for p in _pins(case) if p["n"] != n)}
+    if PIN_NAME.fullmatch(name) and name not in taken:
+        pin["label"] = name
+    else:
+        st.session_state[f"{case.name}._pin_problem"] = (
+            f"{name!r} cannot name a pin: it must be new (not current, a preset or another pin) and use "
+            "letters, digits, spaces or . , ( ) + - × / ="
+        )
+    st.session_state[box] = pin["label"]
 
 
 def differences(case: Case, config: Any, other: Any) -> str:
@@ -536,37 +618,194 @@ def differences(case: Case, config: Any, other: Any) -> str:
     return ", ".join(diff) or "same settings"
 
 
-def pins(case: Case, config: Any, device: torch.device) -> dict[str, RunResult]:
-    """'Pin this run' and the list of pinned runs (kept for the session, across pages).
-    Returns the pinned runs' results by label, to overlay on the charts."""
-    runs = {}
+def compared(case: Case, config: Any, also: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The configs drawn with the current one, by name, in drawing order: the current run, the as-posted
+    run (`Case.comparison`), `also`, then the pins. One name per run: a pin equal to the current run
+    or to a compared one is drawn once, under that name."""
+    out = {"current": config}
+    ref = case.comparison(config)
+    for name, c in [*([("as-posted", ref)] if ref is not None else []), *(also or {}).items()]:
+        if c not in out.values():
+            out[name] = c
+    for p in _pins(case):
+        if p["config"] not in out.values():
+            out[p["label"]] = p["config"]
+    return out
+
+
+def compare(
+    case: Case, config: Any, device: torch.device, also: Mapping[str, Any] | None = None
+) -> dict[str, RunResult]:
+    """The current run and the runs it is compared with (`compared`), by name, current first.
+
+    Current first: only the current run trains before the page draws it. A compared or pinned run
+    that is not cached yet trains when the page has drawn the current run's charts
+    (`train_the_rest`, the page's last line), and the page then redraws with it. A pin over the
+    server's run limit is left out, with a note in the pins' box."""
+    st.session_state.pop(f"{case.name}._redraw", None)
+    runs = {"current": run(case, config, device)}
+    cache, pending = results(), []
+    trained_after = st.session_state.setdefault(f"{case.name}._trained_after", set())
+    drawn = compared(case, config, also)
+    st.session_state[f"{case.name}._pins_drawn"] = {
+        n: p["config"] for p in _pins(case) for n, c in drawn.items() if c == p["config"] and n != "current"
+    }
+    for name, c in list(drawn.items())[1:]:
+        if case.errors(c) or runner.over_limit(case, c, max_run_seconds()):
+            continue
+        k = cache.key(case, c, device)
+        hit = cache.get(k)
+        if hit is not None:
+            runs[name] = hit
+        elif k in trained_after:  # trained after a first view, yet not cached (too big for the cache): train here
+            runs[name] = run(case, c, device, label=f"Training {name}, for comparison")
+        else:
+            pending.append((name, c, k))
+    slot = st.empty()
+    if pending:
+        slot.caption(f"The current run is drawn; next: {', '.join(n for n, _, _ in pending)}, for comparison…")
+        st.session_state[f"{case.name}._pending"] = (slot, device, pending)
+    else:
+        st.session_state.pop(f"{case.name}._pending", None)
+    return runs
+
+
+def train_the_rest(case: Case) -> None:
+    """The page's last line: train the compared and pinned runs that `compare` left for after the
+    current run's charts, then redraw the page with them (from the cache, at once)."""
+    pending = st.session_state.pop(f"{case.name}._pending", None)
+    if not pending:
+        return
+    slot, device, jobs = pending
+    trained_after = st.session_state.setdefault(f"{case.name}._trained_after", set())
+    with slot.container():
+        for name, c, k in jobs:
+            run(case, c, device, label=f"Training {name}, for comparison (the current run is drawn)")
+            trained_after.add(k)
+    st.session_state[f"{case.name}._redraw"] = True  # the same view again: one-off messages are shown again
+    st.rerun()
+
+
+def coinciding(runs: Mapping[str, RunResult]) -> list[str]:
+    """The compared runs whose history is the current run's to COINCIDE (relative): their lines lie under it."""
+    import numpy as np
+
+    first = runs["current"].history
+    out = []
+    for name, r in list(runs.items())[1:]:
+        h = r.history
+        if list(h.columns) != list(first.columns) or len(h) != len(first):
+            continue
+        a, b = first.select_dtypes("number").to_numpy(float), h.select_dtypes("number").to_numpy(float)
+        if a.shape == b.shape and np.allclose(a, b, rtol=COINCIDE, atol=0, equal_nan=True):
+            out.append(name)
+    return out
+
+
+def metrics_table(case: Case, config: Any, runs: Mapping[str, RunResult], also: Mapping[str, Any] | None = None):
+    """Every run's metrics side by side: one column per run, one row per numeric metric, the first
+    row the settings in which the run differs from the current one."""
+    import pandas as pd
+
+    configs = compared(case, config, also)
+    rows: dict[str, dict[str, str]] = {"settings": {}}
+    for name, r in runs.items():
+        rows["settings"][name] = "current" if name == "current" else differences(case, configs[name], config)
+        for k, v in r.metrics.items():
+            v = v.item() if hasattr(v, "item") else v  # numpy scalars
+            if isinstance(v, (bool, str)) or not isinstance(v, (int, float)):
+                continue
+            value = float(v)
+            whole = math.isfinite(value) and value == int(value) and abs(value) < 1e6
+            rows.setdefault(k, {})[name] = f"{value:,.0f}" if whole else number(value)
+    return pd.DataFrame(rows).T.rename_axis("metric").reset_index()
+
+
+def pins(case: Case, config: Any, runs: Mapping[str, RunResult], also: Mapping[str, Any] | None = None) -> None:
+    """The comparison's box: 'Pin this run', the pinned runs (each renamable and removable), every run's
+    metrics side by side, one CSV with every run's history, and 'Copy link' (pins travel in the link)."""
+    from core import export
+
     with st.container(border=True):
-        left, right = st.columns([1, 4], vertical_alignment="center")
+        left, middle, right = st.columns([2, 2, 3], vertical_alignment="center")
         left.button(
             "Pin this run",
             key=f"{case.name}._pin",
             icon=":material/push_pin:",
             on_click=_pin,
             args=(case, config),
-            help="Keep this run on the charts, in its own colour, while you change the settings.",
+            disabled=len(_pins(case)) >= MAX_PINS,
+            help=f"Keep this run on the charts, in its own colour, while you change the settings (at most {MAX_PINS}).",
         )
+        with middle:
+            copy_link()
         pinned = _pins(case)
-        if not pinned:
-            right.caption(
-                "Pinned runs stay on the charts while you change the settings, also after a visit to another page."
-            )
+        right.caption(
+            "Pinned runs stay on the charts while you change the settings, after a visit to another page, "
+            "and in the page's link."
+        )
+        problem = st.session_state.pop(f"{case.name}._pin_problem", None)
+        if problem:
+            st.warning(problem, icon=":material/edit_off:")
+        drawn = compared(case, config, also)
         for p in pinned:
-            a, b = st.columns([4, 1], vertical_alignment="center")
-            a.markdown(f"**{p['label']}**: {differences(case, p['config'], config)}")
-            b.button("Remove", key=f"{case.name}._unpin.{p['n']}", on_click=_unpin, args=(case, p["n"]))
-            if p["config"] != config:
-                runs[p["label"]] = run(case, p["config"], device, label=f"Pinned run {p['label']}")
-    return runs
+            box = f"{case.name}._pin_name.{p['n']}"
+            st.session_state.setdefault(box, p["label"])
+            a, b, c = st.columns([3, 6, 2], vertical_alignment="center")
+            a.text_input(
+                "Name", key=box, max_chars=PIN_NAME_MAX, label_visibility="collapsed",
+                on_change=_rename, args=(case, p["n"]), help="Rename this pin: the charts and the link use the name.",
+            )  # fmt: skip
+            same = next((n for n, c_ in drawn.items() if c_ == p["config"]), None)
+            where = "" if same in (None, p["label"]) else f" · drawn as **{same}** (the same run)"
+            skipped = runner.over_limit(case, p["config"], max_run_seconds())
+            left_out = f" · :red[not drawn: {skipped}]" if skipped else ""
+            b.markdown(differences(case, p["config"], config) + where + left_out)
+            c.button("Remove", key=f"{case.name}._unpin.{p['n']}", on_click=_unpin, args=(case, p["n"]))
+        for name in coinciding(runs):
+            st.caption(
+                f"current = {name} to {COINCIDE:g}: the two runs' histories agree, so the {name} line lies under "
+                "the current one."
+            )
+        if len(runs) > 1:
+            st.dataframe(metrics_table(case, config, runs, also), hide_index=True, width="stretch")
+            st.download_button(
+                "History of every run (CSV)", export.histories_csv(runs), f"{case.file_stem(config)}-all-runs.csv",
+                "text/csv", key=f"{case.name}._csv_all", on_click="ignore", icon=":material/table:",
+            )  # fmt: skip
+
+
+def copy_link() -> None:
+    """A 'Copy link' button: the page's URL (its settings and pins) to the clipboard. The page's own
+    address is only known in the browser, so the button is a few lines of HTML in a component frame."""
+    st.iframe(COPY_LINK_HTML, height=42)
+
+
+LINK_ICON = (  # drawn inline: no emoji or icon font needed offline
+    '<svg width="16" height="16" viewBox="0 0 24 24" fill="currentColor" style="vertical-align:-3px"><path '
+    'd="M3.9 12a3.1 3.1 0 0 1 3.1-3.1h4V7H7a5 5 0 0 0 0 10h4v-1.9H7A3.1 3.1 0 0 1 3.9 12zM8 13h8v-2H8v2zm9-6h-4v1.9h4'
+    'a3.1 3.1 0 0 1 0 6.2h-4V17h4a5 5 0 0 0 0-10z"/></svg>'
+)
+COPY_LINK_HTML = f"""<button id="copy" title="Copy this page's link: its settings and pins">
+{LINK_ICON} <span>Copy link</span></button>
+<style>#copy{{font:400 14px 'Source Sans Pro',sans-serif;padding:6px 12px;border:1px solid #d1d5db;border-radius:8px;
+background:white;color:#31333f;cursor:pointer;white-space:nowrap}}#copy:hover{{border-color:#ea580c;color:#ea580c}}</style>
+<script>
+const b = document.getElementById("copy");
+b.onclick = async () => {{
+  const url = window.parent.location.href;
+  const label = b.querySelector("span");
+  try {{ await navigator.clipboard.writeText(url); label.textContent = "Link copied"; }}
+  catch (e) {{ window.prompt("Copy this link", url); }}
+  setTimeout(() => {{ label.textContent = "Copy link"; }}, 2000);
+}};
+</script>"""
 
 
 def pinned(case: Case) -> dict[str, Any]:
-    """The pinned runs' settings by label: for a page that shows more than one run per setting."""
-    return {p["label"]: p["config"] for p in _pins(case)}
+    """The pinned runs' settings by the name they are drawn under (a pin equal to a compared run is drawn
+    as that run): for a page that shows more than one run per setting. Call after `compare`."""
+    return dict(st.session_state.get(f"{case.name}._pins_drawn", {}))
 
 
 # ------------------------------------------------------------------ export
@@ -595,17 +834,21 @@ def downloads(case: Case, config: Any, result: RunResult, charts_by_name: Mappin
         st.caption(f"The same from a terminal: `python -m core script {case.name} {_cli_args(case, config)}`")
         pick = st.selectbox("Figure", list(charts_by_name), key=f"{case.name}._figure")
         chart = charts_by_name[pick]
+        # a file leaves the app: its legend names each run by its preset and settings, its caption the data
+        names, line = figures.report_names(case, compared(case, config)), figures.caption(case, config, result)
+        st.caption(f"In the files, the legend reads {', '.join(names.values())}; the caption: *{line}*")
         cols = st.columns(3)
         cols[0].download_button(
-            "PNG", lambda: figures.png(chart), f"{name}-{pick}.png", "image/png",
+            "PNG", lambda: figures.png(chart, names, line), f"{name}-{pick}.png", "image/png",
             key=f"{case.name}._png", on_click="ignore", width="stretch",
         )  # fmt: skip
         cols[1].download_button(
-            "SVG", lambda: figures.svg(chart), f"{name}-{pick}.svg", "image/svg+xml",
+            "SVG", lambda: figures.svg(chart, names, line), f"{name}-{pick}.svg", "image/svg+xml",
             key=f"{case.name}._svg", on_click="ignore", width="stretch",
         )  # fmt: skip
         cols[2].download_button(
-            "All figures (zip)", lambda: figures.zipped(charts_by_name, name), f"{name}-figures.zip", "application/zip",
+            "All figures (zip)", lambda: figures.zipped(charts_by_name, name, names, line), f"{name}-figures.zip",
+            "application/zip",
             key=f"{case.name}._zip", on_click="ignore", width="stretch",
         )  # fmt: skip
         st.caption(f"Headless: `python -m core figures {case.name} {_cli_args(case, config)} --out figures/`")

@@ -46,11 +46,8 @@ config = ui.build_config(case)
 preset = case.preset_name(config)
 st.caption(f"Settings: **{preset or 'custom'}** · device: {ui.badge(device)}")
 
-result = ui.run(case, config, device)
-runs = {"current": result}
-reference = case.comparison(config)
-if reference is not None:
-    runs["as-posted"] = ui.run(case, reference, device, label="The as-posted run, for comparison")
+runs = ui.compare(case, config, device)  # the current run; compared and pinned runs once it is drawn
+result = runs["current"]
 m = result.metrics
 
 if config.points:
@@ -92,7 +89,7 @@ if m["diverged"]:
         "up to the last finite step. A smaller lr (or a mean loss instead of a sum) keeps the steps in range.",
         icon=":material/warning:",
     )
-runs |= ui.pins(case, config, device)
+ui.pins(case, config, runs)
 
 figures = case.figures(runs)
 ui.chart_row(figures, "fit", "loss")
@@ -115,3 +112,4 @@ st.caption(
 ui.lr_finder(case, config, device, case.lr_find)
 ui.downloads(case, config, result, figures)
 ui.show_code(run.forward, run.run)
+ui.train_the_rest(case)

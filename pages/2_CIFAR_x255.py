@@ -82,11 +82,8 @@ st.caption(
     f"(the post: all of them, 20 epochs) · seed {config.seed} · device: {ui.badge(device)}"
 )
 
-result = ui.run(case, config, device, label=f"Training {preset or 'custom'}")
-runs = {"current": result}
-base = case.comparison(config)
-if base is not None:
-    runs["as-posted"] = ui.run(case, base, device, label="The as-posted run on the same data, for comparison")
+runs = ui.compare(case, config, device)  # the current run; compared and pinned runs once it is drawn
+result = runs["current"]
 m, ref = result.metrics, runs.get("as-posted")
 
 cols = st.columns(5)
@@ -114,7 +111,7 @@ note = diagnose.reshape_note(config, m["train_size"])
 if note:
     st.info(note, icon="ℹ️")
 
-runs |= ui.pins(case, config, device)
+ui.pins(case, config, runs)
 
 figures = case.figures(runs)
 ui.chart_row(figures, "loss", "accuracy")
@@ -147,3 +144,4 @@ ui.findings(case, case.diagnose(config, result), config)
 ui.lr_finder(case, config, device, case.lr_find)
 ui.downloads(case, config, result, figures)
 ui.show_code(model.to_input, model.forward, model.make_optimizer, run_.run)
+ui.train_the_rest(case)

@@ -51,11 +51,8 @@ if config.points:
         "true function to draw, and *as-posted* means the posted settings on your points."
     )
 
-result = ui.run(case, config, device)
-runs = {"current": result}
-reference = case.comparison(config)
-if reference is not None:
-    runs["as-posted"] = ui.run(case, reference, device, label="The as-posted run, for comparison")
+runs = ui.compare(case, config, device)  # the current run; compared and pinned runs once it is drawn
+result = runs["current"]
 m = result.metrics
 limit, limit_name = diagnose.stability_limit(config, m)
 for col, card in zip(st.columns(5), charts.cards(config, result), strict=True):
@@ -67,7 +64,7 @@ if m["diverged"]:
         icon="💥",
     )
 
-runs |= ui.pins(case, config, device)
+ui.pins(case, config, runs)
 
 figures = charts.figures(runs)
 ui.chart_row(figures, "fit", "loss")
@@ -145,3 +142,4 @@ else:
     )
 ui.downloads(case, config, result, figures)
 ui.show_code(descend.descend, case.script.main)
+ui.train_the_rest(case)

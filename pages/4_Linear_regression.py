@@ -55,13 +55,10 @@ st.caption(
     "few hundred numbers); the single run on the device"
 )
 
-# the current settings, and the posted and fixed sweeps beside them
-name = preset or "current"
-result = ui.run(case, config, device, label="Training the sweep")
-runs = {name: result}
-for other in ("as-posted", "fixed"):
-    if other != name:
-        runs[other] = ui.run(case, case.presets[other], device, label=f"The {other} sweep, for comparison")
+# the current sweep; the posted and fixed sweeps and the pins beside it once it is drawn
+also = {"fixed": case.presets["fixed"]}
+runs = ui.compare(case, config, device, also=also)
+name, result = "current", runs["current"]
 
 st.subheader("The post's three panels")
 reached = reach(config, result.frames["sweep"])
@@ -78,8 +75,7 @@ for col, shuffled in zip(cols, (True, False), strict=False):
         )
 cols[2].metric("Steps, smallest → largest batch", f"{steps.iloc[0]:,} → {steps.iloc[-1]:,}")
 cols[3].metric("Sweep time", f"{result.seconds:.2f} s", help=f"{len(result.frames['sweep'])} fits, {result.device}")
-pinned = ui.pins(case, config, device)
-runs = view.drawn(runs, name, pinned, ui.pinned(case))  # a compared preset that is also pinned: drawn once
+ui.pins(case, config, runs, also=also)
 
 figures = charts.figures(runs, details={})  # the sweep's charts, drawn before the detail trains
 cols = st.columns(3)
@@ -105,7 +101,7 @@ for p in problems:
 if not problems:
     detail = ui.run(case, config, device, label="One run in detail", task=SINGLE)
     details = {name: detail}
-    for label, pin_config in view.pin_details(pinned, ui.pinned(case)).items():  # each pin's run, overlaid
+    for label, pin_config in view.pin_details(runs, ui.pinned(case)).items():  # each pin's run, overlaid
         details[label] = ui.run(case, pin_config, device, label=f"Pinned run {label}: its run in detail", task=SINGLE)
     figures = charts.figures(runs, details)  # all of them, each run in one colour throughout
     d = detail.metrics
@@ -147,3 +143,4 @@ ui.findings(case, case.diagnose(config, result, detail if not problems else None
 st.caption(view.fixed_caption())
 ui.downloads(case, config, result, figures)
 ui.show_code(SINGLE.run, quadratic, fit_batched)
+ui.train_the_rest(case)

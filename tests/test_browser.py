@@ -183,7 +183,9 @@ def test_compare_share_export_find_and_upload_in_the_browser(name, server, brows
         page.get_by_role("button", name="Pin this run").click()
         settle(page)
         no_exception(page, "pin")
-        assert page.get_by_text("pin 1", exact=False).count() > 0
+        names = page.locator('[data-testid="stMain"] input').evaluate_all("es => es.map(e => e.value)")
+        assert any(n.startswith("pin 1") for n in names)  # its name, in a box that renames it
+        assert "pin1=" in page.url  # pins travel in the link
 
         # export: the history downloads as CSV
         page.get_by_text("Export: data, a standalone script", exact=False).click()
@@ -232,3 +234,25 @@ def test_compare_share_export_find_and_upload_in_the_browser(name, server, brows
         page.screenshot(path=str(SHOTS / f"{name}-features.png"), full_page=True)
     finally:
         context.close()
+
+
+# what must never be cut at 1024 px: metric labels, values and deltas, and button labels
+CUT = """() => [...document.querySelectorAll(
+    '[data-testid="stMain"] [data-testid="stMetricLabel"] p, [data-testid="stMain"] [data-testid="stMetricValue"] div,'
+    + '[data-testid="stMain"] [data-testid="stMetricDelta"] div, [data-testid="stMain"] button p')]
+    .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)"""
+
+
+def test_nothing_is_cut_at_1024_px(server, browser):
+    """Issue 14, item 5: at 1024×768 metric labels ('Least-squa…'), values ('3.01…') and buttons ('Pin th…')
+    were cut off. Pins at a link, so the comparison box's buttons and names are on the page too."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    try:
+        page.goto(f"{url}/Polynomial_fit?preset=fixed&epochs=300&pin1=preset:standardized;epochs:300")
+        wait_until_finished(page)
+        assert page.evaluate(CUT) == []
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "poly-1024.png"))
+    finally:
+        page.close()

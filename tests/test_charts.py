@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from core import charts, registry, runner
 from core.cases.cifar import charts as cifar_charts
@@ -95,3 +96,77 @@ def test_the_chance_line_is_named_in_the_legend_not_written_across_the_loss():
     spec = cifar_charts.loss_chart({"current": result}).to_dict()
     assert not any(layer.get("mark", {}).get("type") == "text" for layer in spec["layer"])
     assert "ln 10 = 2.303: a uniform guess" in json.dumps(spec)
+
+
+# ------------------------------------------------------------------ issue 14, items 6 and 7
+
+
+def painted(spec: dict) -> dict[str, int]:
+    """Pixels of the current (blue) and as-posted (orange) colours in the rendered chart."""
+    import io
+
+    import vl_convert as vlc
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(vlc.vegalite_to_png(spec))).convert("RGB")).astype(int)
+    out = {}
+    for name in ("current", "as-posted"):
+        rgb = [int(charts.PALETTE[name][i : i + 2], 16) for i in (1, 3, 5)]
+        out[name] = int((np.abs(img - rgb).sum(-1) < 60).sum())
+    return out
+
+
+def test_the_current_run_is_drawn_over_a_coinciding_comparison():
+    """Item 6: with the current run listed first, Vega painted it first, under the others: on CIFAR
+    x255-rule vs as-posted the current line was invisible."""
+    frame = pd.DataFrame({"step": np.arange(1, 200), "loss": np.linspace(2, 0.1, 199)})
+    chart = charts.loss_chart({"current": frame, "as-posted": frame})
+    seen = painted(chart.to_dict())
+    assert seen["current"] > 10 * seen["as-posted"]
+    legend = chart.to_dict()["encoding"]["color"]
+    assert legend["sort"] == ["current", "as-posted"]  # the legend keeps its order
+
+
+def test_an_exported_figure_names_its_runs_by_their_settings_and_carries_a_caption():
+    """Item 7: exported legends read 'current' / 'pin 1', meaningless in a report."""
+    from core import figures
+    from core.charts import poly as poly_charts
+
+    poly = registry.get("poly")
+    current = dataclasses.replace(poly.presets["fixed"], seed=3, epochs=300)
+    pin = dataclasses.replace(poly.presets["as-posted"], epochs=300)
+    runs = {n: runner.execute(poly, c, torch.device("cpu")) for n, c in (("current", current), ("pin 1", pin))}
+    names = figures.report_names(poly, {"current": current, "pin 1": pin, "baseline": poly.presets["fixed"]})
+    assert names == {
+        "current": "fixed (epochs = 300, seed = 3)",
+        "pin 1": "as-posted (epochs = 300)",
+        "baseline": "baseline: fixed",
+    }
+    line = figures.caption(poly, current, runs["current"])
+    assert line.startswith("Polynomial fit: fixed (epochs = 300, seed = 3)") and "seed 3" in line
+    spec = figures.for_report(poly_charts.figures(runs)["loss"], names, line)
+    text = json.dumps(spec)
+    assert '"current"' not in text and '"pin 1"' not in text
+    assert "fixed (epochs = 300, seed = 3)" in text and spec["title"]["subtitle"] == line
+    assert figures.svg(poly_charts.figures(runs)["loss"], names, line).count("as-posted (epochs = 300)") >= 1
+
+
+def test_runs_that_coincide_with_the_current_one_are_named():
+    """Item 6: a compared run whose history is the current one's (to 1e-6) lies under it: the page says so."""
+    from core import ui
+
+    h = pd.DataFrame({"step": [1, 2, 3], "loss": [1.0, 0.5, 0.25]})
+    runs = {
+        "current": RunResult({}, h),
+        "as-posted": RunResult({}, h.assign(loss=h["loss"] * (1 + 1e-8))),
+        "pin 1": RunResult({}, h.assign(loss=h["loss"] * 1.01)),
+    }
+    assert ui.coinciding(runs) == ["as-posted"]
+
+
+def test_legends_wrap_instead_of_being_cut_at_1024_px():
+    """Item 5: at 1024 px bottom legends were cut ('not shufl')."""
+    frame = pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.5]})
+    runs = {n: frame for n in ("current", "as-posted", "pin 1", "pin 2", "pin 3")}
+    spec = charts.loss_chart(runs, title="Loss per epoch (dashed: the least-squares optimum)").to_dict()
+    assert spec["config"]["legend"]["columns"] == charts.LEGEND_COLUMNS < len(runs)

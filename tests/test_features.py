@@ -46,6 +46,12 @@ def series(at: AppTest) -> set[str]:
 DOWNLOADS = ["History (CSV)", "Run record (JSON)", "Standalone script (.py)", "PNG", "SVG", "All figures (zip)"]
 
 
+def export_labels(at: AppTest) -> list[str]:
+    """The export panel's download buttons (the comparison box offers every run's history too)."""
+    labels = [b.proto.label for b in at.get("download_button")]
+    return [label for label in labels if label != "History of every run (CSV)"]
+
+
 def caption_text(at: AppTest) -> str:
     return " ".join(c.value for c in at.caption)
 
@@ -93,7 +99,7 @@ def test_pinned_runs_stay_on_the_charts_across_settings_and_pages():
 
 def test_downloads_are_offered():
     at = page(query={"preset": "fixed", "steps": "100"})
-    assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
+    assert export_labels(at) == DOWNLOADS
 
 
 def range_test(at: AppTest, case_name: str) -> tuple[list[dict], float | None]:
@@ -182,7 +188,7 @@ def test_poly_pins_overlay_and_survive_a_visit_to_another_page():
 
 def test_poly_downloads_are_offered():
     at = page("poly", query={"epochs": "100"})
-    assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
+    assert export_labels(at) == DOWNLOADS
     assert at.selectbox(key="poly._figure").options == [
         "fit",
         "loss",
@@ -224,21 +230,19 @@ def test_linreg_pins_overlay_the_sweeps_and_the_detail_and_survive_a_page_visit(
     at.button(key="linreg.load.fixed-shape").click().run()
     assert not at.exception and not at.error
     by_chart = series_by_chart(at)
-    for title in SWEEP_CHARTS:  # the as-posted sweep is pinned: drawn once, as its pin
-        assert {"fixed-shape", "fixed", "pin 1 (as-posted)"} <= by_chart[title] and "as-posted" not in by_chart[title]
-    assert {"fixed-shape", "pin 1 (as-posted)"} <= by_chart["One run: loss per step"]
-    assert {"fitted: fixed-shape", "fitted: pin 1 (as-posted)"} <= by_chart[
-        "The data, the last batch and the fitted line"
-    ]
+    for title in SWEEP_CHARTS:  # the pin is the as-posted sweep: drawn once, as as-posted, in its colour
+        assert {"current", "fixed", "as-posted"} <= by_chart[title] and "pin 1 (as-posted)" not in by_chart[title]
+    assert {"current", "as-posted"} <= by_chart["One run: loss per step"]  # the pin's run in detail
+    assert {"fitted: current", "fitted: as-posted"} <= by_chart["The data, the last batch and the fitted line"]
     assert any("target_shape = as-posted" in m.value for m in at.markdown)  # what differs from the current run
     at.switch_page("app.py").run()
     at.switch_page(LINREG.page).run()
-    assert "pin 1 (as-posted)" in series_by_chart(at)["Final slope"]
+    assert "as-posted" in series_by_chart(at)["One run: loss per step"]
     at.button(key="linreg._unpin.1").click().run()
     assert not at.exception
     by_chart = series_by_chart(at)
-    assert all("pin 1 (as-posted)" not in names for names in by_chart.values())
-    assert "as-posted" in by_chart["Final slope"]  # the comparison is back
+    assert "as-posted" in by_chart["Final slope"]  # the comparison stays
+    assert "as-posted" not in by_chart["One run: loss per step"]  # without the pin, no detail of it
 
 
 def test_a_linreg_link_reproduces_the_view_and_a_preset_link_is_the_preset():
@@ -277,7 +281,7 @@ def test_bad_linreg_link_values_fall_back_with_a_notice():
 
 def test_linreg_downloads_are_offered_with_every_figure():
     at = page("linreg", SMALL_SWEEP)
-    assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
+    assert export_labels(at) == DOWNLOADS
     figures = at.selectbox(key="linreg._figure").options
     assert figures == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "sharpness", "pairs", "meant"]
 
@@ -344,7 +348,7 @@ def test_cifar_link_pins_and_downloads(offline):
     at.switch_page(CIFAR.page).run()
     assert "pin 1" in series(at)
     # every figure of the page is offered, with the run's data and script
-    assert [b.proto.label for b in at.get("download_button")] == DOWNLOADS
+    assert export_labels(at) == DOWNLOADS
     assert at.selectbox(key="cifar._figure").options == [
         "loss", "sharpness", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule"
     ]  # fmt: skip
@@ -518,3 +522,108 @@ def test_every_page_has_an_emoji_tab_icon_that_needs_no_network(monkeypatch):
     assert icons and all(is_emoji(i) for i in icons), icons
     at.switch_page(SINE.page).run()
     assert icons[-1] == SINE.emoji
+
+
+# ------------------------------------------------------------------ issue 14: compare runs properly (ui.compare)
+
+POLY = registry.get("poly")
+
+
+def metrics_table(at: AppTest):
+    return next(d.value for d in at.dataframe if "metric" in d.value.columns)
+
+
+def test_the_current_run_is_drawn_before_the_comparison_trains(monkeypatch):
+    """Issue 17: the comparison (as-posted) run must not delay the current run's charts. The first pass
+    draws the current run alone and trains the comparison after it; the rerun adds it."""
+    import streamlit
+
+    from core import ui
+
+    ui.results.clear()  # nothing cached: the as-posted run must train
+    reruns = []
+    monkeypatch.setattr(streamlit, "rerun", lambda *a, **k: reruns.append(1))
+    at = page("poly", query={"preset": "fixed", "epochs": "300"})
+    assert not at.exception and not at.error
+    assert reruns == [1]  # the comparison trained after the page drew, then asked for a redraw
+    assert series(at) & {"current", "as-posted"} == {"current"}  # the first view: the current run alone
+    monkeypatch.undo()
+    at.run()
+    assert {"current", "as-posted"} <= series(at)  # the redraw: the comparison, from the cache
+
+
+def test_pinning_as_posted_draws_it_once_in_one_colour():
+    """Issue 14, item 7: pinning as-posted on the polynomial page duplicated it (legend, coefficient table)."""
+    at = page("poly", query={"preset": "as-posted"})
+    at.button(key="poly._pin").click().run()
+    at.radio(key="poly.basis").set_value("legendre").run()
+    assert not at.exception and not at.error
+    assert "as-posted" in series(at) and "pin 1 (as-posted)" not in series(at) and "pin 1" not in series(at)
+    table = [d.value for d in at.dataframe]
+    assert all(len(set(t.columns)) == len(t.columns) for t in table)
+    assert any("drawn as **as-posted**" in m.value for m in at.markdown)
+
+
+def test_a_pin_is_named_by_its_recipe_and_the_current_colour_never_depends_on_the_preset():
+    """Issue 14, item 7: a pin made at CIFAR's x255 quick view was 'pin 1', not 'pin 1 (x255)'; on linreg the
+    current run was named (and coloured) by its preset."""
+    from core import charts, ui
+
+    cifar = registry.get("cifar")
+    assert ui.pin_label(cifar, cifar.page_preset("x255"), 1) == "pin 1 (x255)"
+    assert ui.pin_label(POLY, POLY.presets["fixed"], 2) == "pin 2 (fixed)"
+    at = page("linreg", {"preset": "fixed-shape", "batch_sizes_count": "5", "epochs": "20"})
+    assert not at.exception and not at.error
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        for layer in spec.get("layer", [spec]):
+            scale = layer.get("encoding", {}).get("color", {}).get("scale", {})
+            if "current" in scale.get("domain", []):
+                assert scale["range"][scale["domain"].index("current")] == charts.PALETTE["current"]
+    assert "fixed-shape" not in series(at) and "current" in series(at)
+
+
+def test_pins_show_metrics_can_be_renamed_and_travel_in_the_link():
+    """Issue 14, compare runs properly: a pin table with every run's metrics side by side, renamable pins,
+    one CSV with every run's history, and pins in the link (a reload reproduces the comparison)."""
+    at = page("poly", query={"preset": "fixed", "epochs": "300"})
+    at.button(key="poly._pin").click().run()
+    at.number_input(key="poly.seed").set_value(1).run()
+    table = metrics_table(at)
+    assert list(table.columns) == ["metric", "current", "as-posted", "pin 1"]
+    assert "final_loss" in set(table["metric"]) and table.iloc[0]["pin 1"] == "seed = 0"
+    at.text_input(key="poly._pin_name.1").set_value("seed zero").run()
+    assert not at.exception and "seed zero" in series(at) and "pin 1" not in series(at)
+    assert "seed zero" in metrics_table(at).columns
+    link = dict(at.query_params)
+    assert link["pin1"] == "preset:fixed;epochs:300;name:seed zero"
+    csv = next(b for b in at.get("download_button") if b.proto.label == "History of every run (CSV)")
+    assert csv is not None
+    # a reload: a new session from the link alone
+    again = page("poly", query=link)
+    assert not again.exception and not again.error
+    assert "seed zero" in series(again) and again.number_input(key="poly.seed").value == 1
+    # a bad name is refused, and the old one kept
+    at.text_input(key="poly._pin_name.1").set_value("current").run()
+    assert "seed zero" in series(at) and at.warning
+
+
+def test_a_link_never_carries_too_many_or_too_long_pins():
+    query = {f"pin{i}": f"preset:fixed;seed:{i}" for i in range(1, 12)} | {"pin12": "seed:1;" * 500, "epochs": "300"}
+    at = page("poly", query=query)
+    assert not at.exception and not at.error
+    assert len(at.session_state["poly._pins"]) == 8
+    assert any("at most 8 pins" in w.value for w in at.warning)
+
+
+def test_the_copy_link_button_is_offered():
+    at = page("poly", query={"preset": "fixed", "epochs": "300"})
+    frames = [e for e in at.get("iframe")] or [e for e in at.main if "Copy link" in str(getattr(e, "proto", ""))]
+    assert frames and "navigator.clipboard.writeText" in str(frames[0].proto)
+
+
+def test_readme_gives_the_cpu_only_install_for_laptops():
+    """Issue 14: the CPU-only install line for laptops too, not only for the Cloud."""
+    text = (ROOT / "README.md").read_text()
+    laptop = text[: text.index("## Deploy on Streamlit Community Cloud")]
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in laptop

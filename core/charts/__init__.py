@@ -24,6 +24,7 @@ PALETTE = {
 EXTRA = ("#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
 FONT = "Arial, Liberation Sans, Helvetica, sans-serif"  # present in browsers and for vl-convert alike
 HEIGHT = 280
+LEGEND_COLUMNS = 3  # a bottom legend wraps into rows of this many, instead of running past a narrow chart
 
 
 def colors(names: list[str], order: list[str] | None = None) -> alt.Scale:
@@ -35,8 +36,22 @@ def colors(names: list[str], order: list[str] | None = None) -> alt.Scale:
     return alt.Scale(domain=list(names), range=[by_name[n] for n in names])
 
 
+def current_on_top(chart):
+    """Reorder each layer's rows so that the runs are drawn last-listed first: the current run (listed
+    first) is painted over the runs it is compared with. Vega draws a mark's rows, and a line's
+    series, in the order of the data; the legend keeps its own order (`sort`)."""
+    for part in [chart, *getattr(chart, "layer", [])]:
+        data = getattr(part, "data", None)
+        if isinstance(data, pd.DataFrame) and "run" in data.columns and len(data):
+            rank = {name: i for i, name in enumerate(dict.fromkeys(data["run"]))}
+            order = np.argsort(-data["run"].map(rank).to_numpy(), kind="stable")
+            part.data = data.iloc[order].reset_index(drop=True)
+    return chart
+
+
 def finish(chart, title: str | None = None, height: int = HEIGHT):
-    """The shared look: one font, light grid, titles left-aligned. Call last."""
+    """The shared look: one font, light grid, titles left-aligned; the current run drawn on top. Call last."""
+    chart = current_on_top(chart)
     if title is not None:
         chart = chart.properties(title=alt.TitleParams(title, anchor="start", fontSize=15, fontWeight=600))
     return (
@@ -45,7 +60,9 @@ def finish(chart, title: str | None = None, height: int = HEIGHT):
         .configure_axis(
             labelFontSize=12, titleFontSize=12, titleFontWeight=500, gridColor="#e5e7eb", domainColor="#9ca3af"
         )
-        .configure_legend(labelFontSize=12, titleFontSize=12, orient="bottom", symbolStrokeWidth=3)
+        .configure_legend(
+            labelFontSize=12, titleFontSize=12, orient="bottom", symbolStrokeWidth=3, columns=LEGEND_COLUMNS
+        )
         .configure_view(stroke=None)
     )
 

@@ -12,15 +12,8 @@ from core.cases.linreg.single import SINGLE
 from core.train import RunResult
 
 
-def drawn(runs: Mapping[str, RunResult], name: str, pinned: Mapping[str, RunResult], pins: Mapping[str, Any]):
-    """The sweeps the charts overlay: the current one (`name`), the compared presets and the pins, in that
-    order; a compared preset that is also pinned is drawn once, as its pin. pins: every pin's config."""
-    pinned_configs = [c for label, c in pins.items() if label in pinned]
-    return {k: r for k, r in runs.items() if k == name or PRESETS[k] not in pinned_configs} | dict(pinned)
-
-
 def pin_details(pinned: Mapping[str, RunResult], pins: Mapping[str, Any]) -> dict[str, Any]:
-    """The pinned sweeps whose single run may train (its own limits allow it), by label."""
+    """The pinned sweeps drawn on the page whose single run may train (its own limits allow it), by label."""
     return {label: c for label, c in pins.items() if label in pinned and not SINGLE.check(c)}
 
 
