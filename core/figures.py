@@ -29,7 +29,7 @@ CAPTION_MAX = 150  # characters of a figure's one-line caption
 
 def sized(chart: alt.TopLevelMixin) -> dict:
     """The chart's Vega-Lite spec with a fixed width for single and layered charts."""
-    spec = chart.to_dict()
+    spec = dict(chart) if isinstance(chart, dict) else chart.to_dict()  # a dict: a spec from the page's cache
     if not any(k in spec for k in ("hconcat", "vconcat", "concat", "facet")):
         spec["width"] = EXPORT_WIDTH
     return spec

@@ -66,7 +66,7 @@ if m["diverged"]:
 
 ui.pins(case, config, runs)
 
-figures = charts.figures(runs)
+figures = ui.figures(case.figures, runs)
 ui.chart_row(figures, "fit", "loss")
 ui.sharpness(figures["sharpness"], runs)
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import registry, ui
-from core.cases.linreg import charts, view
+from core.cases.linreg import view
 from core.cases.linreg.data import quadratic
 from core.cases.linreg.diagnose import REACHED, reach
 from core.cases.linreg.single import SINGLE
@@ -77,7 +77,7 @@ cols[2].metric("Steps, smallest → largest batch", f"{steps.iloc[0]:,} → {ste
 cols[3].metric("Sweep time", f"{result.seconds:.2f} s", help=f"{len(result.frames['sweep'])} fits, {result.device}")
 ui.pins(case, config, runs, also=also)
 
-figures = charts.figures(runs, details={})  # the sweep's charts, drawn before the detail trains
+figures = ui.figures(case.figures, runs, details={})  # the sweep's charts, drawn before the detail trains
 cols = st.columns(3)
 for col, field in zip(cols, ("slope", "intercept", "final_loss"), strict=True):
     with col:
@@ -103,7 +103,7 @@ if not problems:
     details = {name: detail}
     for label, pin_config in view.pin_details(runs, ui.pinned(case)).items():  # each pin's run, overlaid
         details[label] = ui.run(case, pin_config, device, label=f"Pinned run {label}: its run in detail", task=SINGLE)
-    figures = charts.figures(runs, details)  # all of them, each run in one colour throughout
+    figures = ui.figures(case.figures, runs, details=details)  # all of them, each run in one colour throughout
     d = detail.metrics
     st.markdown(view.detail_note(config, detail))
     if d["diverged"]:

@@ -44,24 +44,36 @@ class SpecCache:
     def figures(self, build: Callable[..., Mapping[str, Any]], runs: Mapping[str, Any], **options: Any) -> dict:
         """`build(runs, **options)` as {name: Vega-Lite spec}, from the cache when these very runs
         were drawn with these options before."""
+        held = list(runs.values())  # the results the specs draw: those of `runs` and of mapping options
+        opts = []
+        for k, v in sorted(options.items()):
+            if isinstance(v, Mapping):  # more runs by name (linreg's single runs beside its sweeps)
+                opts.append((k, tuple((n, id(r)) for n, r in v.items())))
+                held += list(v.values())
+            else:
+                opts.append((k, v))
         key = (
             getattr(build, "__module__", ""),
             getattr(build, "__qualname__", repr(build)),
             tuple((name, id(r)) for name, r in runs.items()),
-            tuple(sorted(options.items())),
+            tuple(opts),
         )
+        try:
+            hash(key)
+        except TypeError:  # an option that is not hashable: build, do not keep
+            return {name: spec_of(chart) for name, chart in build(runs, **options).items()}
         with self._lock:
             hit = self._items.get(key)
             if hit is not None:
                 refs, specs, _ = hit
-                if all(ref() is r for ref, r in zip(refs, runs.values(), strict=True)):
+                if all(ref() is r for ref, r in zip(refs, held, strict=True)):
                     self._items.move_to_end(key)
                     return specs
                 self._bytes -= self._items.pop(key)[2]  # a run died and its id was reused
         specs = {name: spec_of(chart) for name, chart in build(runs, **options).items()}
         size = len(json.dumps(specs, default=str))
         try:
-            refs = tuple(weakref.ref(r) for r in runs.values())
+            refs = tuple(weakref.ref(r) for r in held)
         except TypeError:  # a run that cannot be weakly referenced: not cached
             return specs
         with self._lock:

@@ -21,7 +21,7 @@ from core.ui.base import (
 )
 from core.ui.compare import coinciding, compare, compared, pinned, pins, train_the_rest
 from core.ui.panels import downloads, lr_finder
-from core.ui.runs import chart, chart_row, findings, number, on_demand, run, sharpness, show_code
+from core.ui.runs import chart, chart_row, figures, findings, number, on_demand, run, sharpness, show_code
 from core.ui.settings import (
     bool_setting,
     build_config,
@@ -42,8 +42,8 @@ from core.ui.settings import (
 
 __all__ = [
     "LINK_CONFIRM_SECONDS", "MAX_RUN_SECONDS", "badge", "bool_setting", "build_config", "chart", "chart_row",
-    "choice_setting", "coinciding", "compare", "compared", "device_sidebar", "differences", "downloads", "findings",
-    "from_url", "init_settings", "int_setting", "keep", "key", "load", "lr_finder", "max_run_seconds", "number",
-    "on_demand", "page", "pin_label", "pinned", "pins", "points_upload", "preset_buttons", "results", "run",
-    "sharpness", "show_code", "text_setting", "to_url", "train_the_rest", "url_params", "widget_value",
+    "choice_setting", "coinciding", "compare", "compared", "device_sidebar", "differences", "downloads", "figures",
+    "findings", "from_url", "init_settings", "int_setting", "keep", "key", "load", "lr_finder", "max_run_seconds",
+    "number", "on_demand", "page", "pin_label", "pinned", "pins", "points_upload", "preset_buttons", "results",
+    "run", "sharpness", "show_code", "text_setting", "to_url", "train_the_rest", "url_params", "widget_value",
 ]  # fmt: skip

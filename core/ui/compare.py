@@ -202,8 +202,9 @@ def pins(case: Case, config: Any, runs: Mapping[str, RunResult], also: Mapping[s
         if len(runs) > 1:
             st.dataframe(metrics_table(case, config, runs, also), hide_index=True, width="stretch")
             st.download_button(
-                "History of every run (CSV)", export.histories_csv(runs), f"{case.file_stem(config)}-all-runs.csv",
-                "text/csv", key=f"{case.name}._csv_all", on_click="ignore", icon=":material/table:",
+                "History of every run (CSV)", lambda: export.histories_csv(runs),
+                f"{case.file_stem(config)}-all-runs.csv", "text/csv",
+                key=f"{case.name}._csv_all", on_click="ignore", icon=":material/table:",
             )  # fmt: skip
 
 

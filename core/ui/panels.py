@@ -27,15 +27,15 @@ def downloads(case: Case, config: Any, result: RunResult, charts_by_name: Mappin
     with st.expander("Export: data, a standalone script, figures for reports", icon=":material/download:"):
         cols = st.columns(3)
         cols[0].download_button(
-            "History (CSV)", export.history_csv(result), f"{name}-history.csv", "text/csv",
+            "History (CSV)", lambda: export.history_csv(result), f"{name}-history.csv", "text/csv",
             key=f"{case.name}._csv", on_click="ignore", width="stretch",
         )  # fmt: skip
         cols[1].download_button(
-            "Run record (JSON)", export.record_json(case, config, result), f"{name}.json", "application/json",
+            "Run record (JSON)", lambda: export.record_json(case, config, result), f"{name}.json", "application/json",
             key=f"{case.name}._json", on_click="ignore", width="stretch",
         )  # fmt: skip
         cols[2].download_button(
-            "Standalone script (.py)", export.script(case, config), f"{name}.py", "text/x-python",
+            "Standalone script (.py)", lambda: export.script(case, config), f"{name}.py", "text/x-python",
             key=f"{case.name}._script", on_click="ignore", width="stretch",
             help="Plain PyTorch, nothing from this app: it reproduces this run and prints the same metrics.",
         )  # fmt: skip

@@ -14,6 +14,7 @@ import torch
 
 from core import charts, runner
 from core.case import Case, Finding
+from core.charts.specs import SpecCache
 from core.settings import SettingError, to_text
 from core.train import Progress, RunResult
 from core.ui.base import PROGRESS_EVERY_S, max_run_seconds, results
@@ -116,8 +117,23 @@ def number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+@st.cache_resource(show_spinner=False)
+def _figure_cache() -> SpecCache:
+    return SpecCache()  # one per server process, shared by its sessions (thread-safe, bounded in bytes)
+
+
+def figures(build: Callable[..., Mapping[str, Any]], runs: Mapping[str, RunResult], **options: Any) -> dict:
+    """`build(runs, **options)`'s charts as Vega-Lite specs, reused while these very runs are drawn
+    again: a rerun with cached results draws without building its charts (core/charts/specs.py)."""
+    return _figure_cache().figures(build, runs, **options)
+
+
 def chart(c) -> None:
-    st.altair_chart(c, width="stretch", theme=None)
+    """An Altair chart, or a Vega-Lite spec from `figures`."""
+    if isinstance(c, dict):
+        st.vega_lite_chart(spec=c, width="stretch", theme=None)
+    else:
+        st.altair_chart(c, width="stretch", theme=None)
 
 
 def chart_row(charts_by_name: Mapping[str, Any], *names: str) -> None:
