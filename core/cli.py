@@ -148,10 +148,14 @@ def cmd_figures(args) -> dict[str, Any]:
     task = case.task(args.task) if args.task else None
     device = device_.pick(args.device)
     runs = {"current": runner.execute(case, config, device, task=task, max_seconds=args.max_seconds)}
+    configs = {"current": config}
     reference = case.comparison(config) if task is None else None
     if reference is not None:
         runs["as-posted"] = runner.execute(case, reference, device, max_seconds=args.max_seconds)
-    paths = figures.write(figures.charts_for(case, runs), Path(args.out), case.file_stem(config))
+        configs["as-posted"] = reference
+    # as the page's export: each run named by its settings in the legend, and a caption of the data
+    names, line = figures.report_names(case, configs), figures.caption(case, config, runs["current"])
+    paths = figures.write(figures.charts_for(case, runs), Path(args.out), case.file_stem(config), names, line)
     return {"case": case.name, "preset": args.preset, "device": str(device), "files": [str(p) for p in paths]}
 
 

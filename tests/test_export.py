@@ -134,6 +134,9 @@ def test_figures_cli_writes_png_and_svg_files_that_open(tmp_path):
             root = ET.parse(f).getroot()
             assert root.tag.endswith("svg")
             assert "Arial" in f.read_text()  # the page's font: the figure looks like the page
+    loss = (tmp_path / "sine-custom-loss.svg").read_text()  # a file leaving the app names its runs and data
+    assert ">current<" not in loss and ">fixed (steps = 200)<" in loss and ">as-posted<" in loss
+    assert ">Sine fit: fixed (steps = 200) · points 4,000 · seed 0 · cpu<" in loss
 
 
 def test_poly_figures_are_the_pages_six_charts(tmp_path, cpu):
