@@ -98,6 +98,14 @@ RULES = {
 }
 
 
+def x_range(points: Points, default: tuple[float, float]) -> tuple[float, float]:
+    """The smallest and largest x of the points; `default` (the posted range) without points."""
+    if not points:
+        return default
+    xs = [x for x, _ in points]
+    return min(xs), max(xs)
+
+
 def check(points: Points, min_distinct: int) -> list[str]:
     """Cross-setting rule for a case: enough distinct x values."""
     distinct = len({x for x, _ in points})

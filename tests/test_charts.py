@@ -130,7 +130,7 @@ def test_the_current_run_is_drawn_over_a_coinciding_comparison():
 def test_an_exported_figure_names_its_runs_by_their_settings_and_carries_a_caption():
     """Item 7: exported legends read 'current' / 'pin 1', meaningless in a report."""
     from core import figures
-    from core.charts import poly as poly_charts
+    from core.cases.poly import charts as poly_charts
 
     poly = registry.get("poly")
     current = dataclasses.replace(poly.presets["fixed"], seed=3, epochs=300)

@@ -70,6 +70,11 @@ def finish(chart, title: str | None = None, height: int = HEIGHT):
 E_LABEL = "replace(format(datum.value, '~e'), 'e+', 'e')"  # 1e-8, 2e-7, 1e0, 5e3: one style for an axis
 
 
+def log_y(field: str, title: str, values, **axis) -> alt.Y:
+    """A y channel on a log scale with the shared log axis (`log_axis` of `values`)."""
+    return alt.Y(field, title=title, scale=alt.Scale(type="log"), axis=log_axis(values, **axis))
+
+
 def log_axis(values, **kwargs) -> alt.Axis:
     """A log axis with one number format and few gridlines: ticks (and gridlines) only at decades,
     with 2× and 5× between them when the data spans under three decades; every label plain

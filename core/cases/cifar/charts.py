@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import E_LABEL, colors, finish, log_axis, long_runs, thin
+from core.charts import E_LABEL, colors, finish, log_axis, log_y, long_runs, thin
 from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
@@ -56,12 +56,7 @@ def loss_chart(runs: Mapping[str, RunResult]):
         .mark_line(strokeWidth=1.5, clip=True, opacity=0.9)
         .encode(
             x=alt.X("step:Q", title=f"step · {data_label(first)}"),
-            y=alt.Y(
-                "loss:Q",
-                title="training loss (log scale)",
-                scale=alt.Scale(type="log"),
-                axis=log_axis(np.r_[data["loss"].to_numpy(), chance]),
-            ),
+            y=log_y("loss:Q", "training loss (log scale)", np.r_[data["loss"].to_numpy(), chance]),
             color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
             tooltip=["run:N", "step:Q", alt.Tooltip("loss:Q", format=".4g")],
         )

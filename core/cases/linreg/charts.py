@@ -9,7 +9,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, loss_chart, thin
+from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, log_y, loss_chart, thin
 from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
@@ -133,12 +133,7 @@ def steps_chart(runs: Mapping[str, RunResult], needed: int | None = None, order:
         .mark_line(strokeWidth=2, point=alt.OverlayMarkDef(size=12))
         .encode(
             x=alt.X("batch_size:Q", title="batch size"),
-            y=alt.Y(
-                "steps:Q",
-                title="optimizer steps (log scale)",
-                scale=alt.Scale(type="log"),
-                axis=log_axis(data["steps"]),
-            ),
+            y=log_y("steps:Q", "optimizer steps (log scale)", data["steps"]),
             color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names),
             tooltip=["run:N", "batch_size:Q", alt.Tooltip("steps:Q", format=",")],
         )

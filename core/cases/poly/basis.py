@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from numpy.polynomial import Legendre, Polynomial
 
-from core import nets, rng
+from core import nets, points, rng
 from core.cases.poly.config import DTYPES, PolyConfig
 
 # ---------------------------------------------------------------------------- data and bases
@@ -38,10 +38,7 @@ def size(config: PolyConfig) -> int:
 
 def x_range(config: PolyConfig) -> tuple[float, float]:
     """The data's x range: [x_min, x_max], or the smallest and largest x of the user's points."""
-    if config.points:
-        xs = [x for x, _ in config.points]
-        return min(xs), max(xs)
-    return config.x_min, config.x_max
+    return points.x_range(config.points, (config.x_min, config.x_max))
 
 
 def basis_polynomials(config: PolyConfig, x: np.ndarray) -> list[Polynomial | Legendre]:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from core.cases.poly.config import PolyConfig
 from core.cases.poly.diagnose import limit_label, stability_limit
-from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, long_runs, thin
+from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, log_y, long_runs, thin
 from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
@@ -120,11 +120,8 @@ def loss_chart(runs: Mapping[str, RunResult]):
         .mark_line(strokeWidth=2, clip=True)
         .encode(
             x=alt.X("step:Q", title="epoch"),
-            y=alt.Y(
-                "loss:Q",
-                title="loss (log scale)",
-                scale=alt.Scale(type="log"),
-                axis=log_axis(np.r_[data["loss"].to_numpy(), optima["optimum"].to_numpy(dtype=float)]),
+            y=log_y(
+                "loss:Q", "loss (log scale)", np.r_[data["loss"].to_numpy(), optima["optimum"].to_numpy(dtype=float)]
             ),
             color=alt.Color("run:N", title=None, scale=scale, sort=names),
             tooltip=["run:N", alt.Tooltip("step:Q", title="epoch"), alt.Tooltip("loss:Q", format=".4g")],

@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, long_runs, loss_chart, thin
+from core.charts import HEIGHT, PALETTE, colors, finish, log_y, long_runs, loss_chart, thin
 from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
@@ -72,12 +72,7 @@ def units_chart(runs: Mapping[str, RunResult]):
         .mark_circle(size=45, opacity=0.75)
         .encode(
             x=alt.X("shown_x:Q", title="x where the unit switches (-b/w)", scale=alt.Scale(domain=[lo, hi])),
-            y=alt.Y(
-                "steepness:Q",
-                title="steepness |w| (log scale)",
-                scale=alt.Scale(type="log"),
-                axis=log_axis(data["steepness"]),
-            ),
+            y=log_y("steepness:Q", "steepness |w| (log scale)", data["steepness"]),
             color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
             tooltip=[
                 "run:N",

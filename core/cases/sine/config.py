@@ -89,10 +89,7 @@ def size(config: SineConfig) -> int:
 
 
 def x_range(config: SineConfig) -> tuple[float, float]:
-    if config.points:
-        xs = [x for x, _ in config.points]
-        return min(xs), max(xs)
-    return X_MIN, X_MAX
+    return points.x_range(config.points, (X_MIN, X_MAX))
 
 
 def sharpness_measurements(steps: int) -> int:
