@@ -229,7 +229,21 @@ def page_interactions(page, url: str, case, repeat: int, train: Callable) -> lis
     return out
 
 
-def measure(names: list[str], repeat: int, log: Callable[[str], None] = print) -> tuple[list[Timing], dict]:
+def counts(names: list[str], repeat: int) -> dict[str, int]:
+    """Repeats per page: `sine:2` asks for 2 repeats of sine, a bare name for `repeat`."""
+    out = {}
+    for item in names:
+        name, _, n = item.partition(":")
+        out[name] = int(n) if n else repeat
+    return out
+
+
+def measure(
+    names: list[str], repeat: int, log: Callable[[str], None] = print, after: Callable | None = None
+) -> tuple[list[Timing], dict]:
+    """Every page's interactions, `repeat` times (or as `counts` says); `after(timings, info)` is
+    called after each repeat (the report so far is written then, so a long run that is cut short
+    still leaves its figures)."""
     from playwright.sync_api import sync_playwright
 
     from core import registry
@@ -255,9 +269,10 @@ def measure(names: list[str], repeat: int, log: Callable[[str], None] = print) -
             executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
         )
         try:
-            for r in range(repeat):
+            per_page = counts(names, repeat)
+            for r in range(max(per_page.values())):
                 with server({"CLINIC_OFFLINE": "1"}) as url:
-                    for name in names:
+                    for name in [n for n, k in per_page.items() if k > r]:
                         case = registry.get(name)
                         context = browser.new_context(viewport=VIEWPORT)
                         context.add_init_script(_PROBE)
@@ -270,6 +285,8 @@ def measure(names: list[str], repeat: int, log: Callable[[str], None] = print) -
                             log(f"repeat {r + 1} {t.page:6s} {t.action:32s} {_s(t.first_s)} {_s(t.final_s)}")
                         timings += got
                         load.append(os.getloadavg()[0])
+                if after is not None:
+                    after(timings, {"load": load})
         finally:
             browser.close()
     return timings, {"load": load}
@@ -320,7 +337,7 @@ def report(timings: list[Timing], info: dict, machine: dict, repeat: int) -> str
             HEADING,
             "",
             f"Written by `python -m bench --interactions` on {stamp}: {machine['cpu']}, {machine['cores']} cores, "
-            f"headless Chromium at {VIEWPORT['width']}×{VIEWPORT['height']}, {repeat} repeats, each on a fresh "
+            f"headless Chromium at {VIEWPORT['width']}×{VIEWPORT['height']}, each repeat (n) on a fresh "
             f"server. Load average (1 min) during the run: {min(load):.1f} to {max(load):.1f}. Times run from the "
             "action to the first change in the page's main block, and to its last change before the app is "
             f"idle ({QUIET_S:g} s quiet). *final / training* divides that by the same run's training time in "
@@ -339,11 +356,15 @@ def main(names: list[str], repeat: int, write: bool = True) -> int:
 
     info_machine = machine()
     print(f"machine: {info_machine}", flush=True)
-    timings, info = measure(names, repeat, log=lambda line: print(line, flush=True))
-    text = report(timings, info, info_machine, repeat)
+
+    def written(timings, info):
+        text = report(timings, info, info_machine, repeat)
+        if write:
+            path = ROOT / "BENCHMARKS.md"
+            path.write_text(replace_section(path.read_text() if path.exists() else "# Benchmarks\n", HEADING, text))
+        return text
+
+    timings, info = measure(names, repeat, log=lambda line: print(line, flush=True), after=written)
     print()
-    print(text)
-    if write:
-        path = ROOT / "BENCHMARKS.md"
-        path.write_text(replace_section(path.read_text() if path.exists() else "# Benchmarks\n", HEADING, text))
+    print(written(timings, info))
     return 0
