@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Interaction latency"
 QUIET_S = 1.5  # idle: no run in progress and no change in the main block for this long
-ACTION_TIMEOUT_S = 300  # one interaction, at most (a CIFAR run under heavy load)
+ACTION_TIMEOUT_S = 600  # one interaction, at most (a CIFAR run under heavy load); longer is recorded as such
 VIEWPORT = {"width": 1440, "height": 1000}
 TARGETS = {  # issue 17, p95 on a quiet 2-core CPU (seconds)
     "cached": 0.5,  # anything already computed: to painted
@@ -123,7 +123,7 @@ def server(env: dict[str, str] | None = None) -> Iterator[str]:
 
 def settle(page, timeout_s: float = ACTION_TIMEOUT_S) -> tuple[float | None, float]:
     """Wait until the app is idle after an action; return (first change, final change) in seconds
-    after it, in the page's clock."""
+    after it, in the page's clock; (None, timeout_s) when it is not idle by then."""
     time.sleep(0.3)  # the rerun's request leaves the browser
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -135,7 +135,7 @@ def settle(page, timeout_s: float = ACTION_TIMEOUT_S) -> tuple[float | None, flo
             first = None if s["first"] is None else s["first"] - s["t0"]
             return (None if first is None else first / 1000), max(final, 0) / 1000
         time.sleep(0.1)
-    raise TimeoutError("the app did not become idle")
+    return None, timeout_s  # not idle within the limit: recorded at the limit (the table shows it), the run goes on
 
 
 def open_page(page, url: str) -> tuple[float | None, float]:
