@@ -342,18 +342,18 @@ def test_cifar_link_pins_and_downloads(offline):
         "Gradient norm per layer",
         "Dead ReLUs over training",
     ):
-        assert '"pin 1"' in json.dumps(specs[title]), title
+        assert '"pin 1 (fixed)"' in json.dumps(specs[title]), title  # a pin is named by its recipe
     assert any("seed = 2" in m.value for m in at.markdown)  # what differs from the current run
     at.switch_page("app.py").run()
     at.switch_page(CIFAR.page).run()
-    assert "pin 1" in series(at)
+    assert "pin 1 (fixed)" in series(at)
     # every figure of the page is offered, with the run's data and script
     assert export_labels(at) == DOWNLOADS
     assert at.selectbox(key="cifar._figure").options == [
         "loss", "sharpness", "accuracy", "grad_norm", "update_ratio", "dead", "images", "rule"
     ]  # fmt: skip
     at.button(key="cifar._unpin.1").click().run()
-    assert "pin 1" not in series(at)
+    assert "pin 1 (fixed)" not in series(at)
 
 
 def test_bad_cifar_link_values_fall_back_with_a_notice(offline):
