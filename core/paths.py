@@ -1,7 +1,7 @@
 """Server paths a person may name, and the only ways the app reads them.
 
 On a public server a path is hostile input. The rules:
-- a link never names a path (`Setting.in_url` is False for path settings; core/ui.py);
+- a link never names a path (`Setting.in_url` is False for path settings; core/ui/settings.py);
 - a typed path (the sidebar's data_root, the CLI's --set points=… and data_root=…) must lie
   inside an allowed root: the data folder ($CLINIC_DATA_DIR or ~/.cache/convergence-clinic),
   the app's working folder, and any folder listed in $CLINIC_ALLOWED_ROOTS (separated by

@@ -70,7 +70,7 @@ WHY = {
 # seeds, every batch size of the sweep, shuffled or not, ends this close to the data's slope and intercept.
 FIXED_REACHES = {"seeds": 10, "slope": 0.05, "intercept": 0.02}
 
-# A setting the case had: what an old link or command line that names it is told (core/ui.py, Case.setting).
+# A setting the case had: what an old link or command line that names it is told (core/ui/settings.py, Case.setting).
 RETIRED = {
     "mode": "not a setting any more: the sweep is the case's run, and its one run at batch_size (shuffled "
     "unless shuffle=false) is a task of its own (the page shows it in detail; `python -m core run linreg "
