@@ -89,8 +89,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str] | None = None) -> Iterator[str]:
-    """A fresh `streamlit run app.py` (empty caches); yields its URL."""
+def server(env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A fresh `streamlit run app.py` (empty caches), with `env` added to this process's environment;
+    yields its URL and its process (tests/test_browser.py starts its servers here too)."""
     port = _free_port()
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
@@ -112,7 +113,7 @@ def server(env: dict[str, str] | None = None) -> Iterator[str]:
                     log.seek(0)
                     raise RuntimeError(f"streamlit did not come up:\n{log.read()[-2000:]}")
                 time.sleep(0.2)
-            yield url
+            yield url, proc
         finally:
             proc.terminate()
             try:
@@ -275,7 +276,7 @@ def measure(
         try:
             per_page = counts(names, repeat)
             for r in range(max(per_page.values())):
-                with server({"CLINIC_OFFLINE": "1"}) as url:
+                with server({"CLINIC_OFFLINE": "1"}) as (url, _):
                     for name in [n for n, k in per_page.items() if k > r]:
                         case = registry.get(name)
                         context = browser.new_context(viewport=VIEWPORT)

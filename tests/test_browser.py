@@ -11,16 +11,12 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bench import interactions
 from core import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,12 +34,6 @@ def _require(ok: bool, why: str):
         pytest.skip(why)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     with streamlit_server() as (url, started, _):
@@ -52,38 +42,12 @@ def server():
 
 @contextlib.contextmanager
 def streamlit_server(env: dict[str, str] | None = None):
-    """`streamlit run app.py` on a free port, with `env` added to this process's environment:
-    yields (url, when it was started, the process)."""
+    """`streamlit run app.py` on a free port (the benchmark's own starter), with `env` added to this
+    process's environment: yields (url, when it was started, the process)."""
     _require(CHROMIUM is not None, "no chromium on PATH")
-    port = free_port()
     started = time.monotonic()
-    with tempfile.TemporaryFile("w+") as log:  # not a pipe: a server that logs a lot never blocks on it
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                        if r.read().decode().strip() == "ok":
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"streamlit did not come up:\n{log.read()}")
-                time.sleep(0.25)
-            yield url, started, proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with interactions.server(env) as (url, proc):
+        yield url, started, proc
 
 
 @pytest.fixture(scope="module")
