@@ -134,6 +134,7 @@ def test_compare_share_export_find_and_upload_in_the_browser(name, server, brows
     case = registry.get(name)
     path = re.sub(r"^\d+_", "", Path(case.page).stem)
     context = browser.new_context(viewport={"width": 1440, "height": 2400}, accept_downloads=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
     page = context.new_page()
     try:
         # share: a link with a preset reproduces that view, and the URL keeps following the settings
@@ -150,6 +151,20 @@ def test_compare_share_export_find_and_upload_in_the_browser(name, server, brows
         names = page.locator('[data-testid="stMain"] input').evaluate_all("es => es.map(e => e.value)")
         assert any(n.startswith("pin 1") for n in names)  # its name, in a box that renames it
         assert "pin1=" in page.url  # pins travel in the link
+
+        # share: Copy link puts this very link (settings and pins) on the clipboard, and it reopens the comparison
+        button = next(f for f in page.frames if f.locator("#copy").count()).locator("#copy")
+        button.click()
+        button.get_by_text("Link copied").wait_for(timeout=5000)
+        link = page.evaluate("() => navigator.clipboard.readText()")
+        assert link == page.url
+        again = context.new_page()
+        again.goto(link)
+        wait_until_finished(again)
+        no_exception(again, "copied link")
+        names = again.locator('[data-testid="stMain"] input').evaluate_all("es => es.map(e => e.value)")
+        assert any(n.startswith("pin 1") for n in names) and "preset=fixed" in again.url
+        again.close()
 
         # export: the history downloads as CSV
         page.get_by_text("Export: data, a standalone script", exact=False).click()
