@@ -18,7 +18,7 @@ st.markdown(
     "with the measured evidence and the fix. Its run record (JSON) opens here. Uploaded records are read "
     "as data only; nothing in them is run."
 )
-st.code("python -m core examine train.py --out runs/ --steps 2000 -- --your --args", language="bash")
+st.code("python -m core examine train.py --out runs/ --steps 2000 -- --your --args", language="bash", wrap_lines=True)
 
 
 def escaped(text: str) -> str:
@@ -87,7 +87,7 @@ for f in rec["findings"]:
     with st.container(border=True):
         st.markdown(f"**{escaped(f['title'])}** · {escaped(f['key'])} · from step {f['step']:,}")
         st.markdown(escaped(f["evidence"]))
-        st.code(f["fix"], language="python")
+        st.code(f["fix"], language="python", wrap_lines=True)
 
 st.subheader("The run, as measured")
 left, right = st.columns(2)

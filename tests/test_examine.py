@@ -446,6 +446,13 @@ def test_a_record_opens_and_draws(tmp_path):
         assert spec["data"] or spec.get("datasets"), name
     acts = charts.activation_chart(rec).to_dict()
     assert any("tanh" in row["layer"] for rows in acts["datasets"].values() for row in rows)
+    # the pages' log axes (issue 14, item 8): fixed ticks, one number format, no grey bands of gridlines
+    from tests.test_charts import log_axes
+
+    axes = [a for chart in charts.figures(rec).values() for a in log_axes(chart.to_dict())]
+    assert len(axes) >= 3  # loss, gradient norms, update ratios
+    for a in axes:
+        assert a["axis"].get("values") and ("format" in a["axis"]) != ("labelExpr" in a["axis"]), a
 
 
 @pytest.mark.parametrize(

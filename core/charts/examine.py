@@ -6,9 +6,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from core.charts import EXTRA, PALETTE, finish, thin
+from core.charts import EXTRA, PALETTE, finish, log_axis, thin
 
-AXIS = alt.Axis(format="~g")  # 1e-7, 0.001, 10000: short labels on log scales
 PADDING = {"left": 12, "top": 8, "right": 8, "bottom": 4}  # room for the y title beside wide log labels
 MAX_LAYERS = 8  # the layers with the most weights' worth of gradient; the rest would be a tangle
 
@@ -21,10 +20,13 @@ def _series(frame: pd.DataFrame, y: str, title: str, y_title: str, log: bool, co
     data = thin(frame.dropna(subset=[y])[["step", y]])
     positive = log and bool((data[y] > 0).all()) and len(data) > 0
     scale = alt.Scale(type="log") if positive else alt.Scale(zero=False)
+    if positive and data[y].min() == data[y].max():  # a constant (an lr without a schedule): a decade around it
+        scale = alt.Scale(type="log", domain=[float(data[y].min()) / 3, float(data[y].max()) * 3])
+    axis = log_axis(data[y]) if positive else alt.Axis(format="~g")  # one label format, gridlines at decades
     chart = (
         alt.Chart(data)
         .mark_line(color=color, strokeWidth=2)
-        .encode(x=alt.X("step:Q", title="optimizer step"), y=alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=AXIS))
+        .encode(x=alt.X("step:Q", title="optimizer step"), y=alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=axis))
     )
     return finish(chart.properties(padding=PADDING), title)
 
@@ -55,14 +57,21 @@ def _per_layer(data: pd.DataFrame, y: str, title: str, y_title: str, color: str,
     if scale is None:
         positive = len(data) > 0 and bool((data[y] > 0).all())
         scale = alt.Scale(type="log") if positive else alt.Scale(zero=False)
+    log = scale.to_dict().get("type") == "log"
+    axis = log_axis(data[y]) if log else alt.Axis(format="~g")
     names = list(dict.fromkeys(data[color])) if len(data) else []
     chart = (
         alt.Chart(data)
         .mark_line(point=alt.OverlayMarkDef(size=18), strokeWidth=1.8)
         .encode(
             x=alt.X("step:Q", title="optimizer step (sampled)"),
-            y=alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=AXIS),
-            color=alt.Color(f"{color}:N", title=None, scale=alt.Scale(domain=names, range=list(SERIES[: len(names)]))),
+            y=alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=axis),
+            color=alt.Color(
+                f"{color}:N",
+                title=None,
+                scale=alt.Scale(domain=names, range=list(SERIES[: len(names)])),
+                legend=alt.Legend(columns=2, labelLimit=220),  # two a row: a half-width chart at 1024 px holds them
+            ),
             tooltip=[f"{color}:N", "step:Q", alt.Tooltip(f"{y}:Q", format=".3g")],
         )
     )
