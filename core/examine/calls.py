@@ -10,6 +10,7 @@ ends (`later.Later`). Nothing here decides anything: the findings modules read t
 from __future__ import annotations
 
 import math
+import weakref
 from collections import defaultdict
 
 import torch
@@ -113,7 +114,10 @@ class Calls:
         self.probabilities: list[list] = []  # [step, looks like probabilities, fed by softmax/sigmoid]
         self.probabilities_fn = ""
         self.range_checks: list[list] = []  # [step, share outside, activation, loss]
-        self.spread: dict[str, Spread] = defaultdict(Spread)
+        # per loss call site (function, script line and offset): a GAN's discriminator sees all-ones targets at one
+        # call and all-zeros at the next, each by design; data out of order narrows every batch of one site
+        self.spread: dict[tuple, Spread] = defaultdict(Spread)
+        self.constants: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id -> tensor of torch.ones & co
         self.bn = {"calls": 0, "ones": 0, "first": None}
         self.output_sites: set[str] = set()
         # linear-model curvature: the Gram matrix of the first layer's inputs
@@ -122,6 +126,10 @@ class Calls:
         self.gram_rows = 0
         self.linear_model = False
         self.first_weight: torch.Tensor | None = None  # a non-linear model's first Linear: its input curvature
+
+    def on_constant(self, out) -> None:
+        if isinstance(out, torch.Tensor):
+            self.constants[id(out)] = out
 
     def on_act(self, kind: str, out) -> None:
         if not isinstance(out, torch.Tensor) or not out.requires_grad:  # a model's, not data preparation
@@ -245,8 +253,8 @@ class Calls:
             check = [self.current, None, fed[1], fn]
             self.later.put(((y < lo) | (y > hi)).float().mean(), lambda v: check.__setitem__(1, v[0]))
             self.range_checks.append(check)
-        if family in ("class", "binary") or y.is_floating_point():
-            self.spread[fn].add(y, self.current)
+        if (family in ("class", "binary") or y.is_floating_point()) and self.constants.get(id(y)) is not y:
+            self.spread[(fn, watch.script_site())].add(y, self.current)
 
     def _check_probabilities(self, func, x, fed) -> None:
         xd = x.detach()

@@ -78,13 +78,14 @@ def batchnorm_one(m, losses):
 
 
 def unshuffled(m, losses):
-    for fn, spread in m.spread.items():
+    for (fn, at), spread in m.spread.items():
         r = spread.ratio()
         if r is not None and r < SPREAD_RATIO:
+            where = f" (line {at[1]})" if at else ""
             return Finding(
                 "unshuffled-data",
                 "batches arrive in an order tied to the target",
-                f"{fn}'s targets spread {g(r * 100)}% as much inside a batch as across all {spread.batches} sampled "
+                f"{fn}{where}: its targets spread {g(r * 100)}% as much inside a batch as across all {spread.batches} sampled "
                 "batches (a shuffled batch: about 100%): each batch holds a narrow slice of the targets",
                 "loader = DataLoader(data, batch_size=B, shuffle=True)  # or idx = torch.randperm(n) each epoch",
                 spread.step,

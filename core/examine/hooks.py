@@ -62,6 +62,10 @@ class _Mode(TorchFunctionMode):
         if kind == "batch_norm":
             _safe(self.notes, self.m.on_batch_norm, args, kwargs)
             return func(*args, **kwargs)
+        if kind == "constant":
+            out = func(*args, **kwargs)
+            _safe(self.notes, self.m.on_constant, out)
+            return out
         if kind == "act":
             out = func(*args, **kwargs)
             _safe(self.notes, self.m.on_act, name, out)

@@ -78,6 +78,10 @@ KIND = {
     **{f: ("layer", k) for f, k in LAYERS.items()},
     **{f: ("loss", k) for f, k in LOSSES.items()},
     F.batch_norm: ("batch_norm", "batch_norm"),
+    # tensors made to be constant (a GAN's real/fake labels): such a target is not data in an order
+    **{f: ("constant", f.__name__) for f in (torch.ones, torch.zeros, torch.full, torch.ones_like, torch.zeros_like)},
+    **{f: ("constant", f.__name__) for f in (torch.full_like, torch.Tensor.new_ones, torch.Tensor.new_zeros)},
+    torch.Tensor.new_full: ("constant", "new_full"),
 }
 
 
@@ -103,6 +107,13 @@ def script_frame():
     while f is not None and f.f_code.co_filename.startswith(_NOT_THE_SCRIPT):
         f = f.f_back
     return f
+
+
+def script_site() -> tuple[str, int, int] | None:
+    """(file name, line, bytecode offset) of the examined code's innermost frame: one call among
+    several on a line."""
+    f = script_frame()
+    return (Path(f.f_code.co_filename).name, f.f_lineno, f.f_lasti) if f is not None else None
 
 
 def script_line() -> tuple[str, int] | None:
