@@ -85,8 +85,9 @@ def unshuffled(m, losses):
             return Finding(
                 "unshuffled-data",
                 "batches arrive in an order tied to the target",
-                f"{fn}{where}: its targets spread {g(r * 100)}% as much inside a batch as across all {spread.batches} sampled "
-                "batches (a shuffled batch: about 100%): each batch holds a narrow slice of the targets",
+                f"{fn}{where}: its targets spread {g(r * 100)}% as much inside a batch as across all "
+                f"{spread.batches} sampled batches (a shuffled batch: about 100%): each batch holds a narrow "
+                "slice of the targets",
                 "loader = DataLoader(data, batch_size=B, shuffle=True)  # or idx = torch.randperm(n) each epoch",
                 spread.step,
             )
