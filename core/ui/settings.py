@@ -3,6 +3,7 @@ them (never a path), the preset buttons, uploads, and the config the widgets mak
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections.abc import Mapping
@@ -232,28 +233,39 @@ def _slider_moved(case: Case, name: str) -> None:
     st.session_state[key(case, name)] = widget_value(case, name, st.session_state[key(case, name) + "_slider"])
 
 
+def _pair(slider: bool) -> Any:
+    """A slider and its box, drawn close together so they read as one setting."""
+    return st.container(gap="xxsmall") if slider else contextlib.nullcontext()
+
+
 def text_setting(case: Case, name: str, slider: bool = False) -> str:
     """A free-text setting (numbers over decades, layer widths), with its own problem, if any, right
     under it (the page says it again above the last good run). slider: a log slider above the box
     (`log_slider`), which then carries the name; the box keeps the exact value."""
-    if slider:
-        log_slider(case, name)
-    text = st.text_input(**_label(case, name, collapsed=slider))
-    try:
-        check_value(case.setting(name), case.kind(name), parse(case.setting(name), case.kind(name), text))
-    except SettingError as e:
-        st.caption(f":red[{str(e).split(':', 1)[1].strip()}]")
+    with _pair(slider):
+        if slider:
+            log_slider(case, name)
+        text = st.text_input(**_label(case, name, collapsed=slider))
+        try:
+            check_value(case.setting(name), case.kind(name), parse(case.setting(name), case.kind(name), text))
+        except SettingError as e:
+            st.caption(f":red[{str(e).split(':', 1)[1].strip()}]")
     return text
 
 
 def int_setting(case: Case, name: str, step: int = 1, disabled: bool = False, slider: bool = False) -> int:
     """A whole number; slider: a log slider above the box (`log_slider`), the box keeps the exact value."""
     s = case.setting(name)
-    if slider:
-        log_slider(case, name, disabled=disabled)
-    return st.number_input(
-        **_label(case, name, collapsed=slider), min_value=int(s.lo), max_value=int(s.hi), step=step, disabled=disabled
-    )
+    with _pair(slider):
+        if slider:
+            log_slider(case, name, disabled=disabled)
+        return st.number_input(
+            **_label(case, name, collapsed=slider),
+            min_value=int(s.lo),
+            max_value=int(s.hi),
+            step=step,
+            disabled=disabled,
+        )
 
 
 def choice_setting(case: Case, name: str, horizontal: bool = True) -> str:
