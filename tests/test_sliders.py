@@ -32,6 +32,13 @@ def test_log_grid_is_one_two_five_per_decade_within_the_range():
     assert all(parse(registry.get("sine").setting("lr"), "float", to_text(v)) == v for v in grid)
 
 
+def test_slider_stops_read_as_a_person_types_them():
+    from core.ui.settings import _slider_label
+
+    labels = [_slider_label(v) for v in (4e-7, 1e-10, 1e-3, 0.12, 1.0, 255.0, 1e6, 20_000)]
+    assert labels == ["4e-7", "1e-10", "0.001", "0.12", "1", "255", "1e6", "20000"]
+
+
 def page(case_name: str, query: dict | None = None) -> AppTest:
     """The page opened, with a link's settings where given."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)

@@ -188,7 +188,7 @@ SLIDER_DECADES = 9  # a log slider without a positive lower bound spans this man
 
 def _slider_label(v: float) -> str:
     """A slider stop as a person reads it: 4e-7, 0.001, 255, 1e6 (no exponent padding)."""
-    return re.sub(r"e([+-])0*(\d)", lambda m: f"e{'-' if m[1] == '-' else ''}{m[2]}", f"{v:g}")
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{v:g}")
 
 
 def _valid(case: Case, name: str, raw: Any) -> Any:
