@@ -162,7 +162,7 @@ def click(page, locator) -> tuple[float | None, float]:
 def nudge_lr(page, case_name: str) -> tuple[float | None, float] | None:
     """Move the learning rate one notch: a slider's arrow key where the page has one, else the
     typed value times 10^0.1 (one notch of a log slider with ten per decade)."""
-    slider = page.locator(f'{css_key(case_name + ".lr_slider")} [role="slider"]')
+    slider = page.locator(f'{css_key(case_name + ".lr_slider")} input[type="range"]')  # the log slider's thumb
     if slider.count():
         slider.first.focus()
         page.keyboard.press("ArrowRight")

@@ -133,6 +133,17 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
+def log_grid(lo: float, hi: float) -> list[float]:
+    """The stops of a log slider: 1, 2 and 5 per decade from lo to hi (both > 0), each the float of
+    its decimal (2e-07, not 2 * 10**-7), so a stop written into a text box reads back the same."""
+    return [
+        v
+        for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for v in (float(f"{m}e{e}") for m in (1, 2, 5))
+        if lo <= v <= hi
+    ]
+
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 

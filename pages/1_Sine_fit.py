@@ -24,7 +24,7 @@ with st.sidebar:
     st.subheader("Data")
     ui.points_upload(case)
     own = bool(st.session_state[ui.key(case, "points")])  # your points replace the posted sin(x) data
-    ui.int_setting(case, "n_points", step=500, disabled=own)
+    ui.int_setting(case, "n_points", step=500, disabled=own, slider=True)
     if own:
         st.caption("n_points is ignored: your points are the data.")
     ui.bool_setting(case, "standardize_x")
@@ -38,8 +38,8 @@ with st.sidebar:
     st.subheader("Training")
     ui.choice_setting(case, "loss")
     ui.choice_setting(case, "optimizer")
-    ui.text_setting(case, "lr")
-    ui.int_setting(case, "steps", step=500)
+    ui.text_setting(case, "lr", slider=True)
+    ui.int_setting(case, "steps", step=500, slider=True)
 device = ui.device_sidebar()
 
 config = ui.build_config(case)

@@ -51,24 +51,25 @@ with st.sidebar:
     ui.text_setting(case, "data_root")
     ui.int_setting(case, "train_size", step=5000)
     ui.int_setting(case, "test_size", step=1000)
-    ui.int_setting(case, "epochs")
+    ui.int_setting(case, "epochs", slider=True)
     ui.int_setting(case, "seed")
     for col, (label, budget) in zip(st.columns(2), cfg.BUDGETS.items(), strict=True):
         col.button(label, key=f"cifar.budget.{label.split()[0].lower()}", on_click=ui.load, args=(case, budget),
                    help=cfg.budget_help(budget), width="stretch")  # fmt: skip
     st.subheader("Inputs")
-    ui.text_setting(case, "input_scale")
+    ui.text_setting(case, "input_scale", slider=True)
     ui.choice_setting(case, "normalize")
     st.subheader("Model")
-    ui.int_setting(case, "hidden", step=50)
+    ui.int_setting(case, "hidden", step=50, slider=True)
     ui.bool_setting(case, "bias")
     for name in ("layer1_init_scale", "layer2_init_scale"):
         ui.text_setting(case, name)
     st.subheader("Optimizer")
-    for name in ("lr", "layer1_lr_scale", "layer2_lr_scale", "layer1_wd_scale", "layer2_wd_scale", "momentum",
+    ui.text_setting(case, "lr", slider=True)
+    for name in ("layer1_lr_scale", "layer2_lr_scale", "layer1_wd_scale", "layer2_wd_scale", "momentum",
                  "weight_decay"):  # fmt: skip
         ui.text_setting(case, name)
-    ui.int_setting(case, "batch_size", step=50)
+    ui.int_setting(case, "batch_size", step=50, slider=True)
 device = ui.device_sidebar()
 
 if st.session_state[dataset_key] == "cifar10" and missing is not None:  # chosen again, still missing

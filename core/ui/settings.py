@@ -3,6 +3,7 @@ them (never a path), the preset buttons, uploads, and the config the widgets mak
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ import streamlit as st
 import core.ui.base as _base
 from core import runner
 from core.case import Case
-from core.settings import SettingError, check_value, parse, to_text
+from core.settings import SettingError, check_value, log_grid, parse, to_text
 from core.ui.base import key, max_run_seconds
 
 # ------------------------------------------------------------------ settings in the URL
@@ -175,24 +176,96 @@ def preset_buttons(case: Case, keep: tuple[str, ...] = (), stay: str = "") -> No
         )
 
 
-def _label(case: Case, name: str) -> dict:
+def _label(case: Case, name: str, collapsed: bool = False) -> dict:
+    """The widget's label, key and help; collapsed under a slider, which carries the name and the help."""
+    if collapsed:
+        return {"label": name, "key": key(case, name), "label_visibility": "collapsed"}
     return {"label": name, "key": key(case, name), "help": case.setting(name).help}
 
 
-def text_setting(case: Case, name: str) -> str:
-    """A free-text setting (numbers over decades, layer widths), with its own problem, if any, right
-    under it (the page says it again above the last good run)."""
-    text = st.text_input(**_label(case, name))
+SLIDER_DECADES = 9  # a log slider without a positive lower bound spans this many decades under the top (lr: 1e-8..10)
+
+
+def _slider_label(v: float) -> str:
+    """A slider stop as a person reads it: 4e-7, 0.001, 255, 1e6 (no exponent padding)."""
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{v:g}")
+
+
+def _valid(case: Case, name: str, raw: Any) -> Any:
+    """The widget's value as the config would take it, or None where it does not parse or is not allowed."""
+    s, kind = case.setting(name), case.kind(name)
     try:
-        check_value(case.setting(name), case.kind(name), parse(case.setting(name), case.kind(name), text))
-    except SettingError as e:
-        st.caption(f":red[{str(e).split(':', 1)[1].strip()}]")
+        value = parse(s, kind, raw) if isinstance(raw, str) else raw
+        check_value(s, kind, value)
+    except SettingError:
+        return None
+    return value
+
+
+def log_slider(case: Case, name: str, disabled: bool = False) -> None:
+    """A log slider (1, 2, 5 per decade) for a number setting, drawn above its box. The box stays the
+    source of truth: the slider follows it on every rerun (an off-grid value, typed or from a preset,
+    a link, a fix or a pin, is inserted among the stops, so nothing is rounded), and moving the slider
+    writes its stop into the box. While the box holds a bad value the slider stays where it was."""
+    s, kind = case.setting(name), case.kind(name)
+    hi = s.hi if s.hi is not None else 10.0
+    lo = s.lo if s.lo is not None and s.lo > 0 else hi / 10**SLIDER_DECADES
+    grid = [int(v) for v in log_grid(max(lo, 1), hi)] if kind == "int" else log_grid(lo, hi)
+    k = key(case, name) + "_slider"
+    value = _valid(case, name, st.session_state[key(case, name)])
+    if value is None:  # a bad box: keep the slider's stop (or, before it has one, the page's default)
+        value = st.session_state.get(k, getattr(case.page_preset("as-posted"), name))
+    st.session_state[k] = value  # never value= as well: the state alone places the slider
+    st.select_slider(
+        name,
+        options=sorted({*grid, value}),
+        key=k,
+        format_func=_slider_label,
+        on_change=_slider_moved,
+        args=(case, name),
+        help=s.help,
+        disabled=disabled,
+    )
+
+
+def _slider_moved(case: Case, name: str) -> None:
+    """The slider's callback: its stop becomes the box's value (as text in a text box)."""
+    st.session_state[key(case, name)] = widget_value(case, name, st.session_state[key(case, name) + "_slider"])
+
+
+def _pair(slider: bool) -> Any:
+    """A slider and its box, drawn close together so they read as one setting."""
+    return st.container(gap="xxsmall") if slider else contextlib.nullcontext()
+
+
+def text_setting(case: Case, name: str, slider: bool = False) -> str:
+    """A free-text setting (numbers over decades, layer widths), with its own problem, if any, right
+    under it (the page says it again above the last good run). slider: a log slider above the box
+    (`log_slider`), which then carries the name; the box keeps the exact value."""
+    with _pair(slider):
+        if slider:
+            log_slider(case, name)
+        text = st.text_input(**_label(case, name, collapsed=slider))
+        try:
+            check_value(case.setting(name), case.kind(name), parse(case.setting(name), case.kind(name), text))
+        except SettingError as e:
+            st.caption(f":red[{str(e).split(':', 1)[1].strip()}]")
     return text
 
 
-def int_setting(case: Case, name: str, step: int = 1, disabled: bool = False) -> int:
+def int_setting(case: Case, name: str, step: int = 1, disabled: bool = False, slider: bool = False) -> int:
+    """A whole number; slider: a log slider above the box (`log_slider`), the box keeps the exact value."""
     s = case.setting(name)
-    return st.number_input(**_label(case, name), min_value=int(s.lo), max_value=int(s.hi), step=step, disabled=disabled)
+    with _pair(slider):
+        if slider:
+            log_slider(case, name, disabled=disabled)
+        return st.number_input(
+            **_label(case, name, collapsed=slider),
+            min_value=int(s.lo),
+            max_value=int(s.hi),
+            step=step,
+            disabled=disabled,
+        )
 
 
 def choice_setting(case: Case, name: str, horizontal: bool = True) -> str:
