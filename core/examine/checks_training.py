@@ -14,6 +14,7 @@ from core.examine.findings import (
     COLLAPSED_SHARE,
     EXPLODED,
     KAPPA,
+    STILL_FALLING,
     Finding,
     g,
 )
@@ -188,6 +189,12 @@ def at_chance(m, losses):
         return None
     med = statistics.median(v for _, v in late)
     if abs(med / chance - 1) > CHANCE_BAND:
+        return None
+    early, recent = (
+        statistics.median(v for _, v in late[: len(late) // 2]),
+        statistics.median(v for _, v in late[-(len(late) // 4 or 1) :]),
+    )
+    if early - recent > STILL_FALLING * chance:  # near ln K but still going down: slow learning, not stuck
         return None
     classes = round(math.exp(chance))
     since = late[0][0]

@@ -41,6 +41,7 @@ EXPLODED = 1e3  # loss ≥ 1e3 × its start
 COLLAPSED = 1e-6  # lr < 1e-6 × its peak ...
 COLLAPSED_SHARE = 0.1  # ... for a tenth of the run or more
 CHANCE_BAND = 0.1  # loss within ±10% of ln K over the last half of the run
+STILL_FALLING = 0.03  # ... and not still falling: the last quarter's median 3% of ln K under the late half's first half
 
 
 @dataclass(frozen=True)
