@@ -235,3 +235,27 @@ def test_nothing_is_cut_at_1024_px(server, browser):
         page.screenshot(path=str(SHOTS / "poly-1024.png"))
     finally:
         page.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Sine_fit?pin1=preset:fixed",
+        "CIFAR_x255?preset=x255",
+        "Linear_regression?preset=fixed-shape&pin1=preset:as-posted",
+    ],
+)
+def test_nothing_is_cut_at_1024_px_on_the_other_pages(path, server, browser):
+    """Issue 14, item 5, on the sine, CIFAR and linear-regression pages (with a pin each where the page
+    has room for one): metric labels, values, deltas and buttons whole at 1024×768."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    try:
+        page.goto(f"{url}/{path}")
+        wait_until_finished(page)
+        no_exception(page, path)
+        assert page.evaluate(CUT) == []
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{path.split('?')[0].lower()}-1024.png"), full_page=True)
+    finally:
+        page.close()
