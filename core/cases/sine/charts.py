@@ -46,13 +46,15 @@ def fit_chart(runs: Mapping[str, RunResult]):
     return finish(alt.layer(points, lines), title)
 
 
-def loss(runs: Mapping[str, RunResult]):
+def loss(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True):
     """Training MSE per step: every run in the same unit, whatever loss it minimised."""
     return loss_chart(
         {name: r.history for name, r in runs.items()},
         title="Training MSE per step",
         y="mse",
-        y_title="MSE (log scale)",
+        y_title="MSE",
+        smoothing=smoothing,
+        log_scale=log_scale,
     )
 
 
@@ -110,11 +112,12 @@ def preact_chart(runs: Mapping[str, RunResult]):
     return _over_training(runs, "output_preact_rms", "Output pre-activation z (RMS over the data)", y)
 
 
-def figures(runs: Mapping[str, RunResult]) -> dict:
-    """The page's charts by name (the page lays them out; `python -m core figures` writes them)."""
+def figures(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True) -> dict:
+    """The page's charts by name (the page lays them out; `python -m core figures` writes them).
+    smoothing, log_scale: the loss chart's (see `core.charts.loss_layers`)."""
     return {
         "fit": fit_chart(runs),
-        "loss": loss(runs),
+        "loss": loss(runs, smoothing, log_scale),
         "sharpness": sharpness_.chart(runs),
         "units": units_chart(runs),
         "saturation": saturation_chart(runs),
