@@ -103,7 +103,8 @@ if not problems:
     details = {name: detail}
     for label, pin_config in view.pin_details(runs, ui.pinned(case)).items():  # each pin's run, overlaid
         details[label] = ui.run(case, pin_config, device, label=f"Pinned run {label}: its run in detail", task=SINGLE)
-    figures = ui.figures(case.figures, runs, details=details)  # all of them, each run in one colour throughout
+    shown = ui.loss_view(case)  # the loss chart's smoothing and scale
+    figures = ui.figures(case.figures, runs, details=details, **shown)  # all of them, each run in one colour throughout
     d = detail.metrics
     st.markdown(view.detail_note(config, detail))
     if d["diverged"]:
