@@ -205,7 +205,7 @@ def images_chart(result: RunResult):
         ),
     )
     chart = alt.layer(images, truth, guess)
-    title = "Test images: true label, then the prediction (green if right)"
+    title = "Test images: label, prediction"  # the prediction green if right
     return finish(chart, title, height=rows * 100 + 60)  # + 60: the title and axis title, inside the height
 
 
@@ -237,7 +237,7 @@ def rule_chart(sweep: pd.DataFrame):
         .mark_line(strokeDash=[4, 4], strokeWidth=1.2, opacity=0.7)
         .encode(x="scale:Q", y="predicted:Q", color=alt.Color("recipe:N", title=None, scale=colors(names), sort=names))
     )
-    title = "One SGD step moves layer 1's pre-activations ~s² as far"
+    title = "Layer 1's first-step move: ~s²"
     return finish(alt.layer(guide, measured), title)
 
 

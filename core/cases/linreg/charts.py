@@ -52,7 +52,7 @@ def figures(
             "final_loss": sweep_chart(
                 sweeps,
                 "final_loss",
-                "Final training loss (the last batch)",
+                "Final loss (the last batch)",
                 truth=float(floor) if np.isfinite(floor) else None,
                 log=True,
                 order=order,
@@ -62,7 +62,7 @@ def figures(
     if details:
         current = next(iter(details.values()))
         out |= {
-            "fit": fit_chart(details, "The data, the last batch and the fitted line", order=order),
+            "fit": fit_chart(details, "Data, last batch, fitted line", order=order),
             "loss": loss(details, order=order, smoothing=smoothing, log_scale=log_scale),
             "sharpness": sharpness_.chart(details, order=order),
             "pairs": pairs_chart(current),
@@ -106,7 +106,7 @@ def sweep_chart(
         keep = data[field].abs() <= DIVERGED * (1 + abs(truth or 0))  # False for NaN and inf too
     data = data[keep]
     names = list(runs)
-    legend = alt.Legend(columns=2) if len(names) > 3 else alt.Undefined  # the page shows three panels side by side
+    legend = alt.Legend(columns=2) if len(names) > 3 else alt.Undefined  # the page shows two panels side by side
     lines = (
         alt.Chart(data)
         .mark_line(strokeWidth=2, clip=True)
@@ -154,7 +154,7 @@ def steps_chart(runs: Mapping[str, RunResult], needed: int | None = None, order:
             .encode(y="steps:Q", x=alt.datum(float(data["batch_size"].max())), text="label:N")
         )
         layers += [rule, text]
-    return finish(alt.layer(*layers), "Optimizer steps each batch size takes")
+    return finish(alt.layer(*layers), "Optimizer steps per batch size")
 
 
 def fit_chart(runs: Mapping[str, RunResult], title: str, order: list[str] | None = None):
@@ -244,9 +244,9 @@ def pairs_chart(result: RunResult):
     )
     batch = int(result.metrics["batch_size"])
     if result.metrics["broadcast_warning"]:
-        title = f"The {batch} × {batch} differences the loss averages"
+        title = f"The loss averages all {batch} × {batch}"
     else:
-        title = f"All {batch} × {batch} differences; the loss averages the diagonal"
+        title = "The loss averages the diagonal"
     if k < batch:  # a second title line
         title = [title, f"(the first {k} rows and columns)"]
     return finish(alt.layer(heat, diagonal), title, height=max(HEIGHT, 12 * k))

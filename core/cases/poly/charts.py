@@ -93,7 +93,7 @@ def fit_chart(runs: Mapping[str, RunResult]):
         .mark_circle(size=80 if len(points) <= 100 else 20, color="#111827", opacity=0.9 if len(points) <= 100 else 0.5)
         .encode(x="x:Q", y="y:Q", tooltip=[alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("y:Q", format=".4g")])
     )
-    title = "Your points and the fitted polynomial" if mine else "Data, sin(x) and the fitted polynomial"
+    title = "Your points, fitted polynomial" if mine else "The polynomial fit to sin(x)"
     return finish(alt.layer(lines, dots), title)
 
 
@@ -132,7 +132,7 @@ def loss_chart(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale:
             tooltip=["run:N", alt.Tooltip("optimum:Q", title="least-squares loss", format=".4g")],
         )
     )
-    return finish(alt.layer(*lines, rules), "Loss per epoch (dashed: the least-squares optimum)")
+    return finish(alt.layer(*lines, rules), "Loss; dashed: the optimum")
 
 
 def eigen_chart(runs: Mapping[str, RunResult]):
@@ -266,7 +266,7 @@ def scan_chart(result: RunResult):
     if not np.isnan(m["loss_ratio"]):  # NaN: an interpolation, whose optimum is 0
         optimum = pd.DataFrame({"y": [m["closed_form_loss"]]})
         layers.append(alt.Chart(optimum).mark_rule(strokeDash=[2, 2], color=PALETTE["fixed"]).encode(y="y:Q"))
-    return finish(alt.layer(*layers), "Learning-rate scan: loss after the epoch budget")
+    return finish(alt.layer(*layers), "Learning-rate scan")
 
 
 def coefficient_chart(runs: Mapping[str, RunResult]):
@@ -292,7 +292,7 @@ def coefficient_chart(runs: Mapping[str, RunResult]):
         )
     )
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#9ca3af").encode(y="y:Q")
-    return finish(alt.layer(zero, chart), "Coefficients in the raw power basis", height=HEIGHT - 20)
+    return finish(alt.layer(zero, chart), "Coefficients, raw power basis", height=HEIGHT - 20)
 
 
 def coefficient_text(runs: Mapping[str, RunResult]) -> pd.DataFrame:

@@ -42,7 +42,7 @@ def fit_chart(runs: Mapping[str, RunResult]):
             strokeDash=alt.condition(alt.datum.run == "truth", alt.value([5, 4]), alt.value([1, 0])),
         )
     )
-    title = "Your points and the prediction" if own else "Data, sin(x)/2.5 and the prediction"
+    title = "Your points and the prediction" if own else "The fit to sin(x)/2.5"
     return finish(alt.layer(points, lines), title)
 
 
@@ -84,7 +84,7 @@ def units_chart(runs: Mapping[str, RunResult]):
             ],
         )
     )
-    return finish(alt.layer(band, dots), "Where each first-layer unit switches")
+    return finish(alt.layer(band, dots), "Where first-layer units switch")
 
 
 def _over_training(runs: Mapping[str, RunResult], column: str, title: str, y: alt.Y):
@@ -108,8 +108,8 @@ def saturation_chart(runs: Mapping[str, RunResult]):
 
 def preact_chart(runs: Mapping[str, RunResult]):
     """RMS of the output pre-activation over training: above ~4, the output tanh is flat."""
-    y = alt.Y("output_preact_rms:Q", title="RMS of z")
-    return _over_training(runs, "output_preact_rms", "Output pre-activation z (RMS over the data)", y)
+    y = alt.Y("output_preact_rms:Q", title="RMS of z over the data")
+    return _over_training(runs, "output_preact_rms", "Output pre-activation z", y)
 
 
 def figures(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True) -> dict:
