@@ -49,6 +49,13 @@ def test_no_smoothing_returns_the_values_exactly():
     assert out is not v
 
 
+def test_smoothing_of_1_or_more_is_refused_and_no_runs_draw_an_empty_chart():
+    with pytest.raises(ValueError):
+        charts.ema([1.0, 2.0], 1.0)
+    spec = charts.loss_chart({}, smoothing=0.9).to_dict()
+    assert [len(spec["datasets"][layer["data"]["name"]]) for layer in spec["layer"]] == [0, 0]
+
+
 def test_non_finite_values_stay_out_of_the_average():
     v = np.array([1.0, np.nan, 3.0, np.inf, -np.inf, 5.0])
     out = charts.ema(v, 0.6)

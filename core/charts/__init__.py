@@ -115,9 +115,11 @@ def ema(values, smoothing: float) -> np.ndarray:
     """TensorBoard's smoothing: the debiased exponential moving average
     ema_t = s·ema_(t-1) + (1 - s)·v_t, divided by 1 - s^t, where t counts the finite values so far.
     A non-finite value (a diverged run's NaN or inf) stays as it is and does not enter the average.
-    smoothing 0 returns the values unchanged."""
+    smoothing 0 returns the values unchanged; it must be below 1 (1 would never move)."""
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), not {smoothing}")
     v = np.asarray(values, dtype=float)
-    if smoothing <= 0:
+    if smoothing == 0:
         return v.copy()
     out = np.full_like(v, np.nan)
     last, t = 0.0, 0
@@ -157,9 +159,8 @@ def loss_layers(
         if smoothing > 0:
             frame["smoothed"] = ema(frame[y], smoothing)
         frames[name] = thin(frame, per_run)
-    data = pd.concat([f.assign(run=n) for n, f in frames.items()], ignore_index=True) if frames else None
-    if data is None:
-        data = pd.DataFrame({field: [], y: [], "run": []})
+    empty = {field: [], y: [], **({"smoothed": []} if smoothing > 0 else {}), "run": []}
+    data = pd.concat([f.assign(run=n) for n, f in frames.items()], ignore_index=True) if frames else pd.DataFrame(empty)
 
     def shown(column):
         keep = np.isfinite(data[column]) & ((data[column] > 0) if log_scale else True)
@@ -167,9 +168,8 @@ def loss_layers(
 
     raw = shown(y)
     smooth = shown("smoothed") if smoothing > 0 else None
-    title = f"{y_title} (log scale" + (f", EMA {smoothing:g})" if smoothing > 0 else ")")
-    if not log_scale:
-        title = f"{y_title}" + (f" (EMA {smoothing:g})" if smoothing > 0 else "")
+    notes = (["log scale"] if log_scale else []) + ([f"EMA {smoothing:g}"] if smoothing > 0 else [])
+    title = f"{y_title} ({', '.join(notes)})" if notes else y_title
     values = np.r_[raw[y].to_numpy(), np.asarray(also, dtype=float)]
     scale = alt.Scale(type="log") if log_scale else alt.Scale(type="linear")
     axis = log_axis(values) if log_scale else alt.Axis()
