@@ -39,7 +39,7 @@ def data_label(result: RunResult) -> str:
     named on every chart it appears in, exports included. (Not a subtitle: Streamlit sizes a
     chart's frame without one, and the overflow hides the title of the chart below.)"""
     m = result.metrics
-    return f"{m['dataset']}, {m['train_size']:,} training images × {m['epochs_run']:g} epochs"
+    return f"{m['dataset']}, {m['train_size']:,} images × {m['epochs_run']:g} epochs"
 
 
 def loss_chart(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True):
