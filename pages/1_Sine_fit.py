@@ -91,7 +91,7 @@ if m["diverged"]:
     )
 ui.pins(case, config, runs)
 
-figures = ui.figures(case.figures, runs)
+figures = ui.figures(case.figures, runs, **ui.loss_view(case, side="right"))
 ui.chart_row(figures, "fit", "loss")
 ui.sharpness(figures["sharpness"], runs)
 left, right = st.columns(2)

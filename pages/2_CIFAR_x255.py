@@ -114,7 +114,7 @@ if note:
 
 ui.pins(case, config, runs)
 
-figures = ui.figures(case.figures, runs)
+figures = ui.figures(case.figures, runs, **ui.loss_view(case))
 ui.chart_row(figures, "loss", "accuracy")
 ui.sharpness(figures["sharpness"], runs)
 for pair in (("grad_norm", "update_ratio"), ("dead", "images")):

@@ -66,7 +66,7 @@ if m["diverged"]:
 
 ui.pins(case, config, runs)
 
-figures = ui.figures(case.figures, runs)
+figures = ui.figures(case.figures, runs, **ui.loss_view(case, side="right"))
 ui.chart_row(figures, "fit", "loss")
 ui.sharpness(figures["sharpness"], runs)
 

@@ -78,21 +78,15 @@ cols[3].metric("Sweep time", f"{result.seconds:.2f} s", help=f"{len(result.frame
 ui.pins(case, config, runs, also=also)
 
 figures = ui.figures(case.figures, runs, details={})  # the sweep's charts, drawn before the detail trains
-cols = st.columns(3)
-for col, field in zip(cols, ("slope", "intercept", "final_loss"), strict=True):
-    with col:
-        ui.chart(figures[field])
+ui.chart_row(figures, "slope", "intercept")  # two to a row: each over 300 px wide at 1024 px
+ui.chart_row(figures, "final_loss", "steps")
 st.caption(
     "Solid lines: shuffled every epoch; dashed: not shuffled. Dotted: the true slope and intercept, and the noise "
     "variance, which is what the loss meant comes down to. The as-posted training loss is the broadcast one, "
     "averaged over all B² pairs."
 )
 
-left, right = st.columns([3, 2])
-with left:
-    ui.chart(figures["steps"])
-with right:
-    st.markdown(view.budget_note(config, result))
+st.markdown(view.budget_note(config, result))
 
 st.subheader("One run in detail")
 problems = SINGLE.check(config)  # the sweep's one run at batch_size: the case's task "single"
@@ -103,7 +97,8 @@ if not problems:
     details = {name: detail}
     for label, pin_config in view.pin_details(runs, ui.pinned(case)).items():  # each pin's run, overlaid
         details[label] = ui.run(case, pin_config, device, label=f"Pinned run {label}: its run in detail", task=SINGLE)
-    figures = ui.figures(case.figures, runs, details=details)  # all of them, each run in one colour throughout
+    shown = ui.loss_view(case)  # the loss chart's smoothing and scale
+    figures = ui.figures(case.figures, runs, details=details, **shown)  # all of them, each run in one colour throughout
     d = detail.metrics
     st.markdown(view.detail_note(config, detail))
     if d["diverged"]:
@@ -129,14 +124,9 @@ if not problems:
         )
         st.markdown(f"**Sharpness against the stability line.** {sharpness.reading(detail)}")
         st.caption(sharpness.EXPLAIN)
-    left, middle, right = st.columns([2, 1, 1])
-    with left:
-        ui.chart(figures["pairs"])
-    with middle:
-        ui.chart(figures["meant"])
-    with right:
-        st.markdown("**What the loss averages**")
-        st.markdown(view.pairs_note(detail))
+    st.markdown("**What the loss averages**")
+    ui.chart_row(figures, "pairs", "meant")
+    st.markdown(view.pairs_note(detail))
 
 st.subheader("Diagnosis")
 ui.findings(case, case.diagnose(config, result, detail if not problems else None), config)

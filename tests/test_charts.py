@@ -168,5 +168,5 @@ def test_legends_wrap_instead_of_being_cut_at_1024_px():
     """Item 5: at 1024 px bottom legends were cut ('not shufl')."""
     frame = pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.5]})
     runs = {n: frame for n in ("current", "as-posted", "pin 1", "pin 2", "pin 3")}
-    spec = charts.loss_chart(runs, title="Loss per epoch (dashed: the least-squares optimum)").to_dict()
+    spec = charts.loss_chart(runs, title="Loss; dashed: the optimum").to_dict()
     assert spec["config"]["legend"]["columns"] == charts.LEGEND_COLUMNS < len(runs)

@@ -176,7 +176,7 @@ def test_poly_pins_overlay_and_survive_a_visit_to_another_page():
     at.number_input(key="poly.seed").set_value(1).run()
     assert not at.exception
     specs = chart_specs(at)
-    for title in ("Data, sin(x) and the fitted polynomial", "Loss per epoch (dashed: the least-squares optimum)"):
+    for title in ("The polynomial fit to sin(x)", "Loss; dashed: the optimum"):
         assert '"pin 1"' in json.dumps(specs[title]), title
     assert any("seed = 0" in m.value for m in at.markdown)
     at.switch_page("app.py").run()
@@ -206,8 +206,8 @@ SMALL_SWEEP = {"batch_sizes_count": "5", "epochs": "10"}  # batch sizes 10, 257,
 SWEEP_CHARTS = (
     "Final slope",
     "Final intercept",
-    "Final training loss (the last batch)",
-    "Optimizer steps each batch size takes",
+    "Final loss (the last batch)",
+    "Optimizer steps per batch size",
 )
 
 
@@ -233,7 +233,7 @@ def test_linreg_pins_overlay_the_sweeps_and_the_detail_and_survive_a_page_visit(
     for title in SWEEP_CHARTS:  # the pin is the as-posted sweep: drawn once, as as-posted, in its colour
         assert {"current", "fixed", "as-posted"} <= by_chart[title] and "pin 1 (as-posted)" not in by_chart[title]
     assert {"current", "as-posted"} <= by_chart["One run: loss per step"]  # the pin's run in detail
-    assert {"fitted: current", "fitted: as-posted"} <= by_chart["The data, the last batch and the fitted line"]
+    assert {"fitted: current", "fitted: as-posted"} <= by_chart["Data, last batch, fitted line"]
     assert any("target_shape = as-posted" in m.value for m in at.markdown)  # what differs from the current run
     at.switch_page("app.py").run()
     at.switch_page(LINREG.page).run()

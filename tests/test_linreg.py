@@ -447,8 +447,8 @@ def test_the_pages_figures_with_pins_overlaid(bs):
     steps = _layers(figures["steps"])
     assert steps[1]["rows"][0]["steps"] == data.steps_needed(current, data.init_line(0)[0])
     title = figures["pairs"].to_dict()["title"]["text"]
-    assert title == (["The 63 × 63 differences the loss averages", "(the first 40 rows and columns)"]
-                     if bs == 63 else "The 7 × 7 differences the loss averages")  # fmt: skip
+    assert title == (["The loss averages all 63 × 63", "(the first 40 rows and columns)"]
+                     if bs == 63 else "The loss averages all 7 × 7")  # fmt: skip
 
 
 def test_a_run_keeps_its_colour_in_every_chart():

@@ -111,7 +111,7 @@ def test_the_poly_page_fits_your_points_and_refuses_too_few_distinct_x():
     captions = " ".join(c.value for c in at.caption)
     assert "Fitting your 40 points" in captions and "Your uploaded points are not part of the page's link." in captions
     titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart")]
-    assert titles[0] == "Your points and the fitted polynomial"
+    assert titles[0] == "Your points, fitted polynomial"
     # the least-squares loss shown is polyfit's on your points (mean of squares, as `fixed`)
     sse = np.mean((np.polyval(np.polyfit(x, y, 4), x) - y) ** 2)
     assert next(m for m in at.metric if m.label == "Least-squares loss").value == f"{sse:.4g}"

@@ -604,7 +604,7 @@ def test_figures_are_the_pages_charts_and_compare_runs():
     assert domain(figs["fit"]) == ["truth", "current", "as-posted", charts.OPTIMUM]  # the pin fitted other data
     assert "pin 1" in domain(figs["loss"]) and "pin 1" in domain(figs["eigenvalues"])
     own = charts.figures({"current": mine, "pin 1": mine})["fit"].to_dict()
-    assert own["title"]["text"] == "Your points and the fitted polynomial" and '"truth"' not in json.dumps(own)
+    assert own["title"]["text"] == "Your points, fitted polynomial" and '"truth"' not in json.dumps(own)
     scan = charts.figures({"current": execute(as_posted(optimizer="momentum", epochs=10))})["scan"]
     assert "2(1+β)/λmax = " in json.dumps(scan.to_dict(), ensure_ascii=False)
 

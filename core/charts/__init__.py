@@ -111,39 +111,137 @@ def thin(df: pd.DataFrame, max_rows: int = 1500) -> pd.DataFrame:
     return df.iloc[idx]
 
 
+def ema(values, smoothing: float) -> np.ndarray:
+    """TensorBoard's smoothing: the debiased exponential moving average
+    ema_t = s·ema_(t-1) + (1 - s)·v_t, divided by 1 - s^t, where t counts the finite values so far.
+    A non-finite value (a diverged run's NaN or inf) stays as it is and does not enter the average.
+    smoothing 0 returns the values unchanged; it must be below 1 (1 would never move)."""
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), not {smoothing}")
+    v = np.asarray(values, dtype=float)
+    if smoothing == 0:
+        return v.copy()
+    out = np.full_like(v, np.nan)
+    last, t = 0.0, 0
+    for i, value in enumerate(v):  # a plain loop: ~1e5 steps at most, and NaN skipping keeps it sequential
+        if not np.isfinite(value):
+            out[i] = value
+            continue
+        t += 1
+        last = smoothing * last + (1 - smoothing) * value
+        out[i] = last / (1 - smoothing**t)
+    return out
+
+
+def loss_layers(
+    histories: Mapping[str, pd.DataFrame],
+    *,
+    x: alt.X,
+    y: str,
+    y_title: str,
+    color: alt.Color,
+    per_run: int,
+    smoothing: float = 0.0,
+    log_scale: bool = True,
+    also=(),
+    tooltip_x: alt.Tooltip | None = None,
+    **mark,
+) -> list[alt.Chart]:
+    """Every case's loss lines, one per run: on a log axis (`log_axis` of the losses and of `also`,
+    values that other layers draw; non-positive losses cannot sit on it and are left out) or on a
+    linear one. With smoothing > 0 (TensorBoard's EMA, `ema`, taken over the whole history before
+    thinning to `per_run` rows) the raw lines stay faint under the smoothed ones, in the same colour.
+    smoothing 0: one layer, the raw lines. mark: the line's look (strokeWidth, opacity)."""
+    field = x.shorthand.split(":")[0]
+    frames = {}
+    for name, h in histories.items():
+        frame = pd.DataFrame({field: h[field].to_numpy(), y: h[y].to_numpy(dtype=float)})
+        if smoothing > 0:
+            frame["smoothed"] = ema(frame[y], smoothing)
+        frames[name] = thin(frame, per_run)
+    empty = {field: [], y: [], **({"smoothed": []} if smoothing > 0 else {}), "run": []}
+    data = pd.concat([f.assign(run=n) for n, f in frames.items()], ignore_index=True) if frames else pd.DataFrame(empty)
+
+    def shown(column):
+        keep = np.isfinite(data[column]) & ((data[column] > 0) if log_scale else True)
+        return data[keep]
+
+    raw = shown(y)
+    smooth = shown("smoothed") if smoothing > 0 else None
+    notes = (["log scale"] if log_scale else []) + ([f"EMA {smoothing:g}"] if smoothing > 0 else [])
+    title = f"{y_title} ({', '.join(notes)})" if notes else y_title
+    values = np.r_[raw[y].to_numpy(), np.asarray(also, dtype=float)]
+    scale = alt.Scale(type="log") if log_scale else alt.Scale(type="linear")
+    axis = log_axis(values) if log_scale else alt.Axis()
+    tip_x = tooltip_x or alt.Tooltip(x.shorthand)
+    style = {"strokeWidth": 2, **mark, "clip": True}
+    if smooth is None:
+        return [
+            alt.Chart(raw)
+            .mark_line(**style)
+            .encode(
+                x=x,
+                y=alt.Y(f"{y}:Q", title=title, scale=scale, axis=axis),
+                color=color,
+                tooltip=[alt.Tooltip("run:N"), tip_x, alt.Tooltip(f"{y}:Q", format=".4g")],
+            )
+        ]
+    faint = (
+        alt.Chart(raw.drop(columns="smoothed"))
+        .mark_line(**{**style, "opacity": 0.25})
+        .encode(x=x, y=alt.Y(f"{y}:Q", title=title, scale=scale, axis=axis), color=color)
+    )
+    lines = (
+        alt.Chart(smooth)
+        .mark_line(**style)
+        .encode(
+            x=x,
+            y=alt.Y("smoothed:Q", title=title),
+            color=color,
+            tooltip=[
+                alt.Tooltip("run:N"),
+                tip_x,
+                alt.Tooltip("smoothed:Q", format=".4g", title=f"{y_title} (EMA {smoothing:g})"),
+                alt.Tooltip(f"{y}:Q", format=".4g", title=y_title),
+            ],
+        )
+    )
+    return [faint, lines]
+
+
 def loss_chart(
     runs: Mapping[str, pd.DataFrame],
     *,
     title: str = "Training loss",
     y: str = "loss",
     x: str = "step",
-    y_title: str = "loss (log scale)",
+    y_title: str = "loss",
     order: list[str] | None = None,
+    max_rows: int = 4000,
+    smoothing: float = 0.0,
+    log_scale: bool = True,
 ):
-    """Loss per step on a log axis, one line per run. Non-positive losses cannot sit on a
-    log axis and are left out (a run that diverged simply ends where its loss stopped
-    being finite). order: see `colors`."""
-    per_run = max(200, 4000 // max(1, len(runs)))  # Altair refuses more than 5000 rows in all
-    data = long_runs({k: thin(v, per_run) for k, v in runs.items()}, x, y)
-    data = data[np.isfinite(data[y]) & (data[y] > 0)]
+    """Loss per step, one line per run, on a log axis (or linear), raw or smoothed: `loss_layers`.
+    A run that diverged simply ends where its loss stopped being finite. order: see `colors`.
+    max_rows: all runs together (Altair refuses more than 5000 rows in all)."""
     names = list(runs)
-    chart = (
-        alt.Chart(data)
-        .mark_line(strokeWidth=2, clip=True)
-        .encode(
-            x=alt.X(f"{x}:Q", title=x),
-            y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log"), axis=log_axis(data[y])),
-            color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names),
-            tooltip=[alt.Tooltip("run:N"), alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".4g")],
-        )
+    layers = loss_layers(
+        runs,
+        x=alt.X(f"{x}:Q", title=x),
+        y=y,
+        y_title=y_title,
+        color=alt.Color("run:N", title=None, scale=colors(names, order), sort=names),
+        per_run=max(200, max_rows // max(1, len(runs))),
+        smoothing=smoothing,
+        log_scale=log_scale,
     )
-    return finish(chart, title)
+    return finish(layers[0] if len(layers) == 1 else alt.layer(*layers), title)
 
 
 def live_loss(loss: np.ndarray, name: str = "loss"):
     """The growing curve shown while a run trains, named as the finished chart names it."""
     frame = pd.DataFrame({"step": np.arange(1, len(loss) + 1), "loss": loss})
-    return loss_chart({"current": frame}, title=f"Training… ({name} per step)", y_title=f"{name} (log scale)")
+    return loss_chart({"current": frame}, title=f"Training… ({name} per step)", y_title=name)
 
 
 RULE_COLORS = {"valley": "#16a34a", "slide": "#9333ea", "minimum": "#0891b2", "steep": "#ca8a04"}

@@ -40,12 +40,13 @@ from core.ui.settings import (
     url_params,
     widget_value,
 )
+from core.ui.view import loss_view
 
 __all__ = [
     "LINK_CONFIRM_SECONDS", "MAX_RUN_SECONDS", "badge", "bool_setting", "build_config", "chart", "chart_row",
     "choice_setting", "coinciding", "compare", "compared", "device_sidebar", "differences", "downloads", "figures",
-    "findings", "from_url", "init_settings", "int_setting", "keep", "key", "load", "log_slider", "lr_finder",
-    "max_run_seconds", "number", "on_demand", "page", "pin_label", "pinned", "pins", "points_upload",
+    "findings", "from_url", "init_settings", "int_setting", "keep", "key", "load", "log_slider", "loss_view",
+    "lr_finder", "max_run_seconds", "number", "on_demand", "page", "pin_label", "pinned", "pins", "points_upload",
     "preset_buttons", "results", "run", "sharpness", "show_code", "text_setting", "to_url", "train_the_rest",
     "url_params", "widget_value",
 ]  # fmt: skip

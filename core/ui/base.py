@@ -40,7 +40,8 @@ def max_run_seconds() -> float:
 
 
 # nothing truncates from 1024 px wide up: metric labels and deltas wrap, values shrink with the window, and
-# buttons may wrap their label rather than cut it
+# buttons may wrap their label rather than cut it; below 1280 px the side margins shrink, so that a chart
+# in half of the page is over 300 px wide at 1024 px
 FIT_CSS = """<style>
 [data-testid="stMetricLabel"] p, [data-testid="stMetricLabel"] div {white-space: normal !important; overflow: visible;}
 [data-testid="stMetricValue"] {font-size: clamp(1.3rem, 2.1vw, 2.25rem);}
@@ -48,6 +49,7 @@ FIT_CSS = """<style>
 [data-testid="stMetricDelta"] div, [data-testid="stMetricDelta"] p {white-space: normal !important; overflow: visible;}
 [data-testid="stBaseButton-secondary"] p, [data-testid="stBaseButton-primary"] p
 {white-space: normal; overflow: visible;}
+@media (max-width: 1280px) {[data-testid="stMainBlockContainer"] {padding-left: 1.5rem; padding-right: 1.5rem;}}
 </style>"""
 
 

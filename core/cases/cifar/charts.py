@@ -10,19 +10,20 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts import E_LABEL, colors, finish, log_axis, log_y, long_runs, thin
+from core.charts import E_LABEL, colors, finish, log_axis, long_runs, loss_layers
 from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
 GRID_COLUMNS = 8
 
 
-def figures(runs: Mapping[str, RunResult]) -> dict:
+def figures(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True) -> dict:
     """The page's charts by name (the page lays them out; `python -m core figures` writes them).
-    The first run is the current one: the test images and the s² rule are its own."""
+    The first run is the current one: the test images and the s² rule are its own.
+    smoothing, log_scale: the loss chart's (see `core.charts.loss_layers`)."""
     current = next(iter(runs.values()))
     return {
-        "loss": loss_chart(runs),
+        "loss": loss_chart(runs, smoothing, log_scale),
         "sharpness": sharpness_.chart(runs),
         "accuracy": accuracy_chart(runs),
         "grad_norm": grad_norm_chart(runs),
@@ -38,28 +39,27 @@ def data_label(result: RunResult) -> str:
     named on every chart it appears in, exports included. (Not a subtitle: Streamlit sizes a
     chart's frame without one, and the overflow hides the title of the chart below.)"""
     m = result.metrics
-    return f"{m['dataset']}, {m['train_size']:,} training images × {m['epochs_run']:g} epochs"
+    return f"{m['dataset']}, {m['train_size']:,} images × {m['epochs_run']:g} epochs"
 
 
-def loss_chart(runs: Mapping[str, RunResult]):
-    """Training loss of every step (log axis), one line per run, with ln(classes): the loss of
-    a uniform guess, where a collapsed network sits."""
-    per_run = max(200, 4000 // max(1, len(runs)))  # Altair refuses more than 5000 rows in all
-    frames = {name: thin(r.history, per_run) for name, r in runs.items()}
-    data = long_runs(frames, "step", "loss")
-    data = data[np.isfinite(data["loss"]) & (data["loss"] > 0)]
+def loss_chart(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True):
+    """Training loss of every step (log axis, or linear), one line per run (smoothed: `loss_layers`),
+    with ln(classes): the loss of a uniform guess, where a collapsed network sits."""
     names = list(runs)
     chance = next(iter(runs.values())).metrics["chance_loss"]
     first = next(iter(runs.values()))
-    lines = (
-        alt.Chart(data)
-        .mark_line(strokeWidth=1.5, clip=True, opacity=0.9)
-        .encode(
-            x=alt.X("step:Q", title=f"step · {data_label(first)}"),
-            y=log_y("loss:Q", "training loss (log scale)", np.r_[data["loss"].to_numpy(), chance]),
-            color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
-            tooltip=["run:N", "step:Q", alt.Tooltip("loss:Q", format=".4g")],
-        )
+    lines = loss_layers(
+        {name: r.history for name, r in runs.items()},
+        x=alt.X("step:Q", title=f"step · {data_label(first)}"),
+        y="loss",
+        y_title="training loss",
+        color=alt.Color("run:N", title=None, scale=colors(names), sort=names),
+        per_run=max(200, 4000 // max(1, len(runs))),  # Altair refuses more than 5000 rows in all
+        smoothing=smoothing,
+        log_scale=log_scale,
+        also=[chance],
+        strokeWidth=1.5,
+        opacity=0.9,
     )
     # named in the legend, not written on the plot: a collapsed run's loss line lies right on it
     label = f"ln {round(math.exp(chance))} = {chance:.3f}: a uniform guess"
@@ -71,7 +71,7 @@ def loss_chart(runs: Mapping[str, RunResult]):
         ),
         tooltip=["label:N"],
     )
-    return finish(alt.layer(rule, lines), "Training loss per step")
+    return finish(alt.layer(rule, *lines), "Training loss per step")
 
 
 def accuracy_chart(runs: Mapping[str, RunResult]):
@@ -205,7 +205,7 @@ def images_chart(result: RunResult):
         ),
     )
     chart = alt.layer(images, truth, guess)
-    title = "Test images: true label, then the prediction (green if right)"
+    title = "Test images: label, prediction"  # the prediction green if right
     return finish(chart, title, height=rows * 100 + 60)  # + 60: the title and axis title, inside the height
 
 
@@ -237,7 +237,7 @@ def rule_chart(sweep: pd.DataFrame):
         .mark_line(strokeDash=[4, 4], strokeWidth=1.2, opacity=0.7)
         .encode(x="scale:Q", y="predicted:Q", color=alt.Color("recipe:N", title=None, scale=colors(names), sort=names))
     )
-    title = "One SGD step moves layer 1's pre-activations ~s² as far"
+    title = "Layer 1's first-step move: ~s²"
     return finish(alt.layer(guide, measured), title)
 
 

@@ -19,7 +19,12 @@ DIVERGED = 1000  # a final slope or intercept this many times the true one's sca
 MAX_ROWS = 4000  # rows of one chart, all runs together: under Altair's 5000, which an exported figure must respect
 
 
-def figures(runs: Mapping[str, RunResult], details: Mapping[str, RunResult] | None = None) -> dict:
+def figures(
+    runs: Mapping[str, RunResult],
+    details: Mapping[str, RunResult] | None = None,
+    smoothing: float = 0.0,
+    log_scale: bool = True,
+) -> dict:
     """The page's charts by name (the page lays them out; `python -m core figures` writes them).
 
     runs: sweeps by name, the current one first (compared and pinned sweeps after it): the post's three
@@ -27,6 +32,7 @@ def figures(runs: Mapping[str, RunResult], details: Mapping[str, RunResult] | No
     with the others' overlaid, and the differences its loss averages. Without `details`, the single runs
     among `runs` are the details, and the sweep charts are drawn only when the first run is a sweep (so
     the CLI's figures of a single run are that run's charts). A run has one colour in every chart.
+    smoothing, log_scale: the loss chart's (see `core.charts.loss_layers`).
     """
     sweeps = {name: r for name, r in runs.items() if "sweep" in r.frames}
     if details is None:
@@ -46,7 +52,7 @@ def figures(runs: Mapping[str, RunResult], details: Mapping[str, RunResult] | No
             "final_loss": sweep_chart(
                 sweeps,
                 "final_loss",
-                "Final training loss (the last batch)",
+                "Final loss (the last batch)",
                 truth=float(floor) if np.isfinite(floor) else None,
                 log=True,
                 order=order,
@@ -56,8 +62,8 @@ def figures(runs: Mapping[str, RunResult], details: Mapping[str, RunResult] | No
     if details:
         current = next(iter(details.values()))
         out |= {
-            "fit": fit_chart(details, "The data, the last batch and the fitted line", order=order),
-            "loss": loss(details, order=order),
+            "fit": fit_chart(details, "Data, last batch, fitted line", order=order),
+            "loss": loss(details, order=order, smoothing=smoothing, log_scale=log_scale),
             "sharpness": sharpness_.chart(details, order=order),
             "pairs": pairs_chart(current),
             "meant": meant_chart(current),
@@ -100,7 +106,7 @@ def sweep_chart(
         keep = data[field].abs() <= DIVERGED * (1 + abs(truth or 0))  # False for NaN and inf too
     data = data[keep]
     names = list(runs)
-    legend = alt.Legend(columns=2) if len(names) > 3 else alt.Undefined  # the page shows three panels side by side
+    legend = alt.Legend(columns=2) if len(names) > 3 else alt.Undefined  # the page shows two panels side by side
     lines = (
         alt.Chart(data)
         .mark_line(strokeWidth=2, clip=True)
@@ -148,7 +154,7 @@ def steps_chart(runs: Mapping[str, RunResult], needed: int | None = None, order:
             .encode(y="steps:Q", x=alt.datum(float(data["batch_size"].max())), text="label:N")
         )
         layers += [rule, text]
-    return finish(alt.layer(*layers), "Optimizer steps each batch size takes")
+    return finish(alt.layer(*layers), "Optimizer steps per batch size")
 
 
 def fit_chart(runs: Mapping[str, RunResult], title: str, order: list[str] | None = None):
@@ -238,9 +244,9 @@ def pairs_chart(result: RunResult):
     )
     batch = int(result.metrics["batch_size"])
     if result.metrics["broadcast_warning"]:
-        title = f"The {batch} × {batch} differences the loss averages"
+        title = f"The loss averages all {batch} × {batch}"
     else:
-        title = f"All {batch} × {batch} differences; the loss averages the diagonal"
+        title = "The loss averages the diagonal"
     if k < batch:  # a second title line
         title = [title, f"(the first {k} rows and columns)"]
     return finish(alt.layer(heat, diagonal), title, height=max(HEIGHT, 12 * k))
@@ -264,8 +270,11 @@ def meant_chart(result: RunResult):
     return finish(bars, "The differences meant", height=max(HEIGHT, 12 * k))
 
 
-def loss(runs: Mapping[str, RunResult], order: list[str] | None = None):
-    """Each single run's loss per step (log scale), thinned so that all of them stay a light chart."""
-    per_run = MAX_ROWS // max(len(runs), 1)
-    thinned = {name: thin(r.history, per_run) for name, r in runs.items()}
-    return loss_chart(thinned, title="One run: loss per step", order=order)
+def loss(runs: Mapping[str, RunResult], order: list[str] | None = None, smoothing: float = 0.0, log_scale: bool = True):
+    """Each single run's loss per step (log scale unless log_scale is False, smoothed when smoothing > 0),
+    thinned so that all of them stay a light chart."""
+    histories = {name: r.history for name, r in runs.items()}
+    return loss_chart(
+        histories, title="One run: loss per step", order=order, max_rows=MAX_ROWS, smoothing=smoothing,
+        log_scale=log_scale,
+    )  # fmt: skip

@@ -12,7 +12,7 @@ import pandas as pd
 
 from core.cases.poly.config import PolyConfig
 from core.cases.poly.diagnose import limit_label, stability_limit
-from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, log_y, long_runs, thin
+from core.charts import HEIGHT, PALETTE, colors, finish, log_axis, long_runs, loss_layers, thin
 from core.charts import sharpness as sharpness_
 from core.train import RunResult
 
@@ -93,19 +93,15 @@ def fit_chart(runs: Mapping[str, RunResult]):
         .mark_circle(size=80 if len(points) <= 100 else 20, color="#111827", opacity=0.9 if len(points) <= 100 else 0.5)
         .encode(x="x:Q", y="y:Q", tooltip=[alt.Tooltip("x:Q", format=".3g"), alt.Tooltip("y:Q", format=".4g")])
     )
-    title = "Your points and the fitted polynomial" if mine else "Data, sin(x) and the fitted polynomial"
+    title = "Your points, fitted polynomial" if mine else "The polynomial fit to sin(x)"
     return finish(alt.layer(lines, dots), title)
 
 
-def loss_chart(runs: Mapping[str, RunResult]):
-    """Loss per epoch on a log axis, one line per run, and each run's least-squares optimum as a
-    dashed rule in its colour (runs with different reductions or data have different optima).
-    A run that diverged ends at its last finite loss."""
+def loss_chart(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True):
+    """Loss per epoch on a log axis (or linear), one line per run (smoothed: `loss_layers`), and each
+    run's least-squares optimum as a dashed rule in its colour (runs with different reductions or data
+    have different optima). A run that diverged ends at its last finite loss."""
     names = list(runs)
-    per_run = max(100, MAX_ROWS // len(runs))
-    data = _finite(
-        long_runs({n: thin(r.history, per_run) for n, r in runs.items()}, "step", "loss"), "loss", positive=True
-    )
     optima = pd.DataFrame(
         [
             {"run": n, "optimum": r.metrics["closed_form_loss"]}
@@ -115,17 +111,17 @@ def loss_chart(runs: Mapping[str, RunResult]):
         columns=["run", "optimum"],
     )
     scale = run_colors(names)
-    lines = (
-        alt.Chart(data)
-        .mark_line(strokeWidth=2, clip=True)
-        .encode(
-            x=alt.X("step:Q", title="epoch"),
-            y=log_y(
-                "loss:Q", "loss (log scale)", np.r_[data["loss"].to_numpy(), optima["optimum"].to_numpy(dtype=float)]
-            ),
-            color=alt.Color("run:N", title=None, scale=scale, sort=names),
-            tooltip=["run:N", alt.Tooltip("step:Q", title="epoch"), alt.Tooltip("loss:Q", format=".4g")],
-        )
+    lines = loss_layers(
+        {n: r.history for n, r in runs.items()},
+        x=alt.X("step:Q", title="epoch"),
+        y="loss",
+        y_title="loss",
+        color=alt.Color("run:N", title=None, scale=scale, sort=names),
+        per_run=max(100, MAX_ROWS // len(runs)),
+        smoothing=smoothing,
+        log_scale=log_scale,
+        also=optima["optimum"].to_numpy(dtype=float),
+        tooltip_x=alt.Tooltip("step:Q", title="epoch"),
     )
     rules = (
         alt.Chart(optima)
@@ -136,7 +132,7 @@ def loss_chart(runs: Mapping[str, RunResult]):
             tooltip=["run:N", alt.Tooltip("optimum:Q", title="least-squares loss", format=".4g")],
         )
     )
-    return finish(alt.layer(lines, rules), "Loss per epoch (dashed: the least-squares optimum)")
+    return finish(alt.layer(*lines, rules), "Loss; dashed: the optimum")
 
 
 def eigen_chart(runs: Mapping[str, RunResult]):
@@ -270,7 +266,7 @@ def scan_chart(result: RunResult):
     if not np.isnan(m["loss_ratio"]):  # NaN: an interpolation, whose optimum is 0
         optimum = pd.DataFrame({"y": [m["closed_form_loss"]]})
         layers.append(alt.Chart(optimum).mark_rule(strokeDash=[2, 2], color=PALETTE["fixed"]).encode(y="y:Q"))
-    return finish(alt.layer(*layers), "Learning-rate scan: loss after the epoch budget")
+    return finish(alt.layer(*layers), "Learning-rate scan")
 
 
 def coefficient_chart(runs: Mapping[str, RunResult]):
@@ -296,7 +292,7 @@ def coefficient_chart(runs: Mapping[str, RunResult]):
         )
     )
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#9ca3af").encode(y="y:Q")
-    return finish(alt.layer(zero, chart), "Coefficients in the raw power basis", height=HEIGHT - 20)
+    return finish(alt.layer(zero, chart), "Coefficients, raw power basis", height=HEIGHT - 20)
 
 
 def coefficient_text(runs: Mapping[str, RunResult]) -> pd.DataFrame:
@@ -322,13 +318,13 @@ def coefficient_table(runs: Mapping[str, RunResult]) -> pd.DataFrame:
     return table
 
 
-def figures(runs: Mapping[str, RunResult]) -> dict:
+def figures(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True) -> dict:
     """The page's charts by name (the page lays them out; `python -m core figures` writes them).
-    The first run is the current one; the scan is its own."""
+    The first run is the current one; the scan is its own. smoothing, log_scale: the loss chart's."""
     current = next(iter(runs.values()))
     return {
         "fit": fit_chart(runs),
-        "loss": loss_chart(runs),
+        "loss": loss_chart(runs, smoothing, log_scale),
         "sharpness": sharpness_.chart(runs, x_title="epoch"),
         "scan": scan_chart(current),
         "eigenvalues": eigen_chart(runs),

@@ -42,17 +42,19 @@ def fit_chart(runs: Mapping[str, RunResult]):
             strokeDash=alt.condition(alt.datum.run == "truth", alt.value([5, 4]), alt.value([1, 0])),
         )
     )
-    title = "Your points and the prediction" if own else "Data, sin(x)/2.5 and the prediction"
+    title = "Your points and the prediction" if own else "The fit to sin(x)/2.5"
     return finish(alt.layer(points, lines), title)
 
 
-def loss(runs: Mapping[str, RunResult]):
+def loss(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True):
     """Training MSE per step: every run in the same unit, whatever loss it minimised."""
     return loss_chart(
         {name: r.history for name, r in runs.items()},
         title="Training MSE per step",
         y="mse",
-        y_title="MSE (log scale)",
+        y_title="MSE",
+        smoothing=smoothing,
+        log_scale=log_scale,
     )
 
 
@@ -82,7 +84,7 @@ def units_chart(runs: Mapping[str, RunResult]):
             ],
         )
     )
-    return finish(alt.layer(band, dots), "Where each first-layer unit switches")
+    return finish(alt.layer(band, dots), "Where first-layer units switch")
 
 
 def _over_training(runs: Mapping[str, RunResult], column: str, title: str, y: alt.Y):
@@ -106,15 +108,16 @@ def saturation_chart(runs: Mapping[str, RunResult]):
 
 def preact_chart(runs: Mapping[str, RunResult]):
     """RMS of the output pre-activation over training: above ~4, the output tanh is flat."""
-    y = alt.Y("output_preact_rms:Q", title="RMS of z")
-    return _over_training(runs, "output_preact_rms", "Output pre-activation z (RMS over the data)", y)
+    y = alt.Y("output_preact_rms:Q", title="RMS of z over the data")
+    return _over_training(runs, "output_preact_rms", "Output pre-activation z", y)
 
 
-def figures(runs: Mapping[str, RunResult]) -> dict:
-    """The page's charts by name (the page lays them out; `python -m core figures` writes them)."""
+def figures(runs: Mapping[str, RunResult], smoothing: float = 0.0, log_scale: bool = True) -> dict:
+    """The page's charts by name (the page lays them out; `python -m core figures` writes them).
+    smoothing, log_scale: the loss chart's (see `core.charts.loss_layers`)."""
     return {
         "fit": fit_chart(runs),
-        "loss": loss(runs),
+        "loss": loss(runs, smoothing, log_scale),
         "sharpness": sharpness_.chart(runs),
         "units": units_chart(runs),
         "saturation": saturation_chart(runs),
