@@ -24,14 +24,21 @@ from core.ui.settings import load
 
 
 def run(
-    case: Case, config: Any, device: torch.device, label: str = "Training", task: Callable | None = None
+    case: Case,
+    config: Any,
+    device: torch.device,
+    label: str = "Training",
+    task: Callable | None = None,
+    curve: bool = True,
 ) -> RunResult:
     """A finished result from the cache, or train now with a progress bar, the time left, a
     growing loss curve and a Stop button. A settings change mid-run interrupts it at the next
     redraw; nothing is cached then. A run that came from a link and is estimated over
     LINK_CONFIRM_SECONDS, or that the user stopped, waits for a Run click (the page stops
     there). Heavy runs may wait for a free slot first, with their place in the line shown.
-    `task`: another function of the case to run with the config (default: its run)."""
+    `task`: another function of the case to run with the config (default: its run). `curve=False`: the
+    bar and Stop only, for a run trained after the page is drawn (a comparison, a seed), so that the
+    page below it moves by a bar's height, not a chart's."""
     cache = results()
     cache_key = cache.key(case, config, device, task)
     hit = cache.get(cache_key)
@@ -50,7 +57,9 @@ def run(
             args=(f"{case.name}._stopped", cache_key),
             help="End this run at its next progress check (within a second). Nothing is kept.",
         )
-        curve = st.empty()
+        plot = st.empty()
+        if curve:  # the chart's place from the start: the page below does not jump when the curve appears
+            plot.html(f'<div style="height:{charts.HEIGHT}px"></div>')
     last, started = [0.0], time.monotonic()
 
     def on_wait(position: int) -> None:
@@ -64,7 +73,8 @@ def run(
         last[0] = now
         left_s = (now - started) / max(p.step, 1) * (p.total - p.step)
         bar.progress(p.step / p.total, text=f"{label}: step {p.step:,} of {p.total:,}, about {left_s:.0f} s left")
-        curve.altair_chart(charts.live_loss(p.loss, p.name), width="stretch", theme=None)
+        if curve:
+            plot.altair_chart(charts.live_loss(p.loss, p.name), width="stretch", theme=None)
 
     try:
         result = runner.execute(
