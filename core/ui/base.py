@@ -9,8 +9,8 @@ import os
 import streamlit as st
 import torch
 
+from core import charts, runner
 from core import device as device_
-from core import runner
 from core.case import Case
 
 RESULTS_MAX_BYTES = 256 << 20  # finished runs kept per server process, in bytes of their tables
@@ -49,6 +49,14 @@ FIT_CSS = """<style>
 [data-testid="stBaseButton-secondary"] p, [data-testid="stBaseButton-primary"] p
 {white-space: normal; overflow: visible;}
 </style>"""
+# A training run's live panel (core/ui/runs.py: the bar and Stop, then the curve, HEIGHT px) takes the place of what
+# it becomes: laid over the last view's greyed metrics and charts, it does not push them down, and when the run ends
+# they are replaced where they stand. Measured at 1440 px: the panel pushed them down 352 px, its own height.
+LIVE_PANEL_PX = charts.HEIGHT + 56  # the curve, and the bar and Stop above it (56 px measured at 1440 px)
+LIVE_CSS = f"""<style>
+[class*="st-key-clinic-live"] {{min-height: {LIVE_PANEL_PX}px; margin-bottom: calc(-{LIVE_PANEL_PX}px - 1rem);
+position: relative; z-index: 3; background: white;}}
+</style>"""
 
 
 def page(title: str, icon: str = "🩺") -> None:
@@ -58,7 +66,7 @@ def page(title: str, icon: str = "🩺") -> None:
     from core import registry
 
     st.set_page_config(page_title=f"{title} · Convergence Clinic", page_icon=icon, layout="wide")
-    st.markdown(FIT_CSS, unsafe_allow_html=True)
+    st.markdown(FIT_CSS + LIVE_CSS, unsafe_allow_html=True)
     keep("force_cpu", *(key(c, s.name) for c in registry.CASES.values() for s in c.settings))
     with st.sidebar:
         st.page_link("app.py", label="Home", icon=":material/home:")

@@ -39,14 +39,18 @@ def run(
     `task`: another function of the case to run with the config (default: its run). `curve=False`: the
     bar and Stop only, for a run trained after the page is drawn (a comparison, a seed), so that the
     page below it moves by a bar's height, not a chart's."""
+    # the panel's place, also when the result is cached: the page's later elements keep their places between a
+    # pass that trains and one that does not (else a shifted block shows the last pass's elements in the wrong place)
+    box = st.empty()
     cache = results()
     cache_key = cache.key(case, config, device, task)
     hit = cache.get(cache_key)
     if hit is not None:
         return hit
     _hold_for_run_click(case, config, cache_key, task)
-    box = st.empty()
-    with box.container():
+    # with its curve, the panel lies over the last view's greyed metrics and charts rather than pushing them
+    # down (base.LIVE_CSS): they are replaced in place when the run ends
+    with box.container(key=f"clinic-live-{hash(cache_key) & 0xFFFFFFFF:08x}" if curve else None):
         left, right = st.columns([1, 8], vertical_alignment="bottom")  # Stop on the left: clear of the chart's tools
         bar = right.progress(0.0, text=f"{label}…")
         left.button(
