@@ -52,9 +52,10 @@ FIT_CSS = """<style>
 # A training run's live panel (core/ui/runs.py: the bar and Stop, then the curve, HEIGHT px) takes the place of what
 # it becomes: laid over the last view's greyed metrics and charts, it does not push them down, and when the run ends
 # they are replaced where they stand. Measured at 1440 px: the panel pushed them down 352 px (itself and a gap).
-LIVE_PANEL_PX = charts.HEIGHT + 72  # the curve, and the bar and Stop above it (72 px with the gap, at 1440 px)
+LIVE_PANEL_PX = charts.HEIGHT + 56  # the curve, and the bar and Stop above it (56 px at 1440 px)
+# the panel measures its min-height and 1rem more (Chromium), then the 1rem gap: the margin takes back all three
 LIVE_CSS = f"""<style>
-[class*="st-key-clinic-live"] {{min-height: {LIVE_PANEL_PX}px; margin-bottom: calc(-{LIVE_PANEL_PX}px - 1rem);
+[class*="st-key-clinic-live"] {{min-height: {LIVE_PANEL_PX}px; margin-bottom: calc(-{LIVE_PANEL_PX}px - 2rem);
 position: relative; z-index: 3; background: white;}}
 </style>"""
 
