@@ -9,8 +9,8 @@ import os
 import streamlit as st
 import torch
 
-from core import charts, runner
 from core import device as device_
+from core import runner
 from core.case import Case
 
 RESULTS_MAX_BYTES = 256 << 20  # finished runs kept per server process, in bytes of their tables
@@ -49,14 +49,13 @@ FIT_CSS = """<style>
 [data-testid="stBaseButton-secondary"] p, [data-testid="stBaseButton-primary"] p
 {white-space: normal; overflow: visible;}
 </style>"""
-# A training run's live panel (core/ui/runs.py: the bar and Stop, then the curve, HEIGHT px) takes the place of what
-# it becomes: laid over the last view's greyed metrics and charts, it does not push them down, and when the run ends
-# they are replaced where they stand. Measured at 1440 px: the panel pushed them down 352 px (itself and a gap).
-LIVE_PANEL_PX = charts.HEIGHT + 56  # the curve, and the bar and Stop above it (56 px at 1440 px)
-# the panel measures its min-height and 1rem more (Chromium), then the 1rem gap: the margin takes back all three
-LIVE_CSS = f"""<style>
-[class*="st-key-clinic-live"] {{min-height: {LIVE_PANEL_PX}px; margin-bottom: calc(-{LIVE_PANEL_PX}px - 2rem);
-position: relative; z-index: 3; background: white;}}
+# A training run's live panel (core/ui/runs.py: the bar and Stop, then the curve) takes the place of what it becomes:
+# laid over the last view's greyed metrics and charts (out of the flow, its gap taken back), it does not push them
+# down, and when the run ends they are replaced where they stand. Measured at 1440 px: in the flow, the panel
+# pushed them down 352 px (itself and its gap); with a negative margin its height varied with its content.
+LIVE_CSS = """<style>
+div:has(> [class*="st-key-clinic-live"]) {position: relative; margin-bottom: -1rem;}
+[class*="st-key-clinic-live"] {position: absolute; top: 0; left: 0; right: 0; z-index: 3; background: white;}
 </style>"""
 
 
