@@ -73,3 +73,26 @@ def test_the_sine_page_shows_the_spread_over_seeds_and_a_seed_button_draws_it():
     assert at.number_input(key="sine.seed").value == 3
     assert at.button(key="sine.draw_seed.3").proto.type == "primary"
     assert expected in panel_text(at)  # the same set: from the cache
+
+
+def test_a_costly_seed_set_waits_for_a_click(monkeypatch):
+    """A seed set estimated over SEED_SET_SECONDS (sine's deep variant: about 80 s) trains only when asked."""
+    import importlib
+
+    from core import ui
+
+    seeds = importlib.import_module("core.ui.seeds")  # the module (`ui.seeds` is its function)
+    ui.results.clear()
+    monkeypatch.setattr(seeds, "SEED_SET_SECONDS", 0.0)  # poly's seeds take milliseconds: make any set "costly"
+    calls = []
+    real = runner.execute
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: calls.append(a[1].seed) or real(*a, **k))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.switch_page(registry.get("poly").page)
+    at.query_params.update({"preset": "fixed", "epochs": "300"})
+    at.run()
+    assert not at.exception and not at.error
+    assert calls.count(1) == 0 and not panel_text(at)
+    at.button(key="poly._seed_set.go").click().run()
+    assert sorted(calls.count(s) for s in range(1, 5)) == [1, 1, 1, 1]
+    assert "0 of 5 seeds end far from the optimum" in panel_text(at)
