@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import settings as st_
+from core.seeds import Spread
 from core.settings import Setting, SettingError
 
 Runs = Mapping[str, Any]  # run name ("current", "as-posted", pins) -> RunResult, in drawing order
@@ -98,6 +99,9 @@ class Case:
     tasks: Mapping[str, Task] = field(default_factory=dict)  # name -> a second job on the same config
     # settings the case no longer has -> what an old link or command line that names one is told
     retired: Mapping[str, str] = field(default_factory=dict)
+    # a failure that depends on the seed: the page trains the seed set after the first view and shows the
+    # spread of this metric (None: not seed-dependent, or too costly to repeat)
+    spread: Spread | None = None
 
     def comparison(self, config: Any) -> Any | None:
         """The as-posted config to overlay on `config`'s charts (None when it is the same run)."""

@@ -89,6 +89,7 @@ if m["diverged"]:
         "up to the last finite step. A smaller lr (or a mean loss instead of a sum) keeps the steps in range.",
         icon=":material/warning:",
     )
+ui.seeds(case, config, device, result)  # the spread over a few seeds, trained after the first view
 ui.pins(case, config, runs)
 
 figures = ui.figures(case.figures, runs, **ui.loss_view(case, side="right"))

@@ -64,6 +64,7 @@ if m["diverged"]:
         icon="💥",
     )
 
+ui.seeds(case, config, device, result)  # the spread over a few seeds, trained after the first view
 ui.pins(case, config, runs)
 
 figures = ui.figures(case.figures, runs, **ui.loss_view(case, side="right"))

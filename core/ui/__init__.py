@@ -4,6 +4,7 @@ imports Streamlit. Split by concern, each module importing only those above it:
     base.py      the result cache, the run limit, the page's look, the device badge, widget keys
     settings.py  widgets bound to a case's settings, the link that carries them (and the pins), presets, uploads
     runs.py      a run with its live panel, Stop and the wait for a slot; charts, findings, the code that ran
+    seeds.py     the seed set: the current settings over a few seeds, their spread, a button per seed
     compare.py   the current run first, then the as-posted run and the pins, each drawn once under one name
     panels.py    the export panel and the learning-rate range test
 """
@@ -22,6 +23,7 @@ from core.ui.base import (
 from core.ui.compare import coinciding, compare, compared, pinned, pins, train_the_rest
 from core.ui.panels import downloads, lr_finder
 from core.ui.runs import chart, chart_row, figures, findings, number, on_demand, run, sharpness, show_code
+from core.ui.seeds import seeds
 from core.ui.settings import (
     bool_setting,
     build_config,
@@ -47,6 +49,6 @@ __all__ = [
     "choice_setting", "coinciding", "compare", "compared", "device_sidebar", "differences", "downloads", "figures",
     "findings", "from_url", "init_settings", "int_setting", "keep", "key", "load", "log_slider", "loss_view",
     "lr_finder", "max_run_seconds", "number", "on_demand", "page", "pin_label", "pinned", "pins", "points_upload",
-    "preset_buttons", "results", "run", "sharpness", "show_code", "text_setting", "to_url", "train_the_rest",
-    "url_params", "widget_value",
+    "preset_buttons", "results", "run", "seeds", "sharpness", "show_code", "text_setting", "to_url",
+    "train_the_rest", "url_params", "widget_value",
 ]  # fmt: skip

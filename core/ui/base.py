@@ -51,6 +51,14 @@ FIT_CSS = """<style>
 {white-space: normal; overflow: visible;}
 @media (max-width: 1280px) {[data-testid="stMainBlockContainer"] {padding-left: 1.5rem; padding-right: 1.5rem;}}
 </style>"""
+# A training run's live panel (core/ui/runs.py: the bar and Stop, then the curve) takes the place of what it becomes:
+# laid over the last view's greyed metrics and charts (out of the flow, its gap taken back), it does not push them
+# down, and when the run ends they are replaced where they stand. Measured at 1440 px: in the flow, the panel
+# pushed them down 352 px (itself and its gap); with a negative margin its height varied with its content.
+LIVE_CSS = """<style>
+div:has(> [class*="st-key-clinic-live"]) {position: relative; margin-bottom: -1rem;}
+[class*="st-key-clinic-live"] {position: absolute; top: 0; left: 0; right: 0; z-index: 3; background: white;}
+</style>"""
 
 
 def page(title: str, icon: str = "🩺") -> None:
@@ -60,7 +68,7 @@ def page(title: str, icon: str = "🩺") -> None:
     from core import registry
 
     st.set_page_config(page_title=f"{title} · Convergence Clinic", page_icon=icon, layout="wide")
-    st.markdown(FIT_CSS, unsafe_allow_html=True)
+    st.markdown(FIT_CSS + LIVE_CSS, unsafe_allow_html=True)
     keep("force_cpu", *(key(c, s.name) for c in registry.CASES.values() for s in c.settings))
     with st.sidebar:
         st.page_link("app.py", label="Home", icon=":material/home:")

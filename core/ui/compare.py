@@ -15,6 +15,7 @@ from core.case import Case
 from core.train import RunResult
 from core.ui.base import max_run_seconds, results
 from core.ui.runs import number, run
+from core.ui.seeds import train_seeds
 from core.ui.settings import MAX_PINS, PIN_NAME, PIN_NAME_MAX, _pins, differences, pin_label
 
 # ------------------------------------------------------------------ the current run, its comparisons, pins
@@ -104,15 +105,19 @@ def compare(
 
 def train_the_rest(case: Case) -> None:
     """The page's last line: train the compared and pinned runs that `compare` left for after the
-    current run's charts, then redraw the page with them (from the cache, at once)."""
+    current run's charts, then redraw the page with them (from the cache, at once). With none left,
+    the seed set's runs (`seeds`), then the same redraw."""
     pending = st.session_state.pop(f"{case.name}._pending", None)
     if not pending:
+        if train_seeds(case):
+            st.session_state[f"{case.name}._redraw"] = True
+            st.rerun()
         return
     slot, device, jobs = pending
     trained_after = st.session_state.setdefault(f"{case.name}._trained_after", set())
     with slot.container():
         for name, c, k in jobs:
-            run(case, c, device, label=f"Training {name}, for comparison (the current run is drawn)")
+            run(case, c, device, label=f"Training {name}, for comparison (the current run is drawn)", curve=False)
             trained_after.add(k)
     st.session_state[f"{case.name}._redraw"] = True  # the same view again: one-off messages are shown again
     st.rerun()

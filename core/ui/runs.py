@@ -24,22 +24,33 @@ from core.ui.settings import load
 
 
 def run(
-    case: Case, config: Any, device: torch.device, label: str = "Training", task: Callable | None = None
+    case: Case,
+    config: Any,
+    device: torch.device,
+    label: str = "Training",
+    task: Callable | None = None,
+    curve: bool = True,
 ) -> RunResult:
     """A finished result from the cache, or train now with a progress bar, the time left, a
     growing loss curve and a Stop button. A settings change mid-run interrupts it at the next
     redraw; nothing is cached then. A run that came from a link and is estimated over
     LINK_CONFIRM_SECONDS, or that the user stopped, waits for a Run click (the page stops
     there). Heavy runs may wait for a free slot first, with their place in the line shown.
-    `task`: another function of the case to run with the config (default: its run)."""
+    `task`: another function of the case to run with the config (default: its run). `curve=False`: the
+    bar and Stop only, for a run trained after the page is drawn (a comparison, a seed), so that the
+    page below it moves by a bar's height, not a chart's."""
+    # the panel's place, also when the result is cached: the page's later elements keep their places between a
+    # pass that trains and one that does not (else a shifted block shows the last pass's elements in the wrong place)
+    box = st.empty()
     cache = results()
     cache_key = cache.key(case, config, device, task)
     hit = cache.get(cache_key)
     if hit is not None:
         return hit
     _hold_for_run_click(case, config, cache_key, task)
-    box = st.empty()
-    with box.container():
+    # with its curve, the panel lies over the last view's greyed metrics and charts rather than pushing them
+    # down (base.LIVE_CSS): they are replaced in place when the run ends
+    with box.container(key=f"clinic-live-{hash(cache_key) & 0xFFFFFFFF:08x}" if curve else None):
         left, right = st.columns([1, 8], vertical_alignment="bottom")  # Stop on the left: clear of the chart's tools
         bar = right.progress(0.0, text=f"{label}…")
         left.button(
@@ -50,7 +61,9 @@ def run(
             args=(f"{case.name}._stopped", cache_key),
             help="End this run at its next progress check (within a second). Nothing is kept.",
         )
-        curve = st.empty()
+        plot = st.empty()
+        if curve:  # the chart's place from the start: the page below does not jump when the curve appears
+            plot.html(f'<div style="height:{charts.HEIGHT}px"></div>')
     last, started = [0.0], time.monotonic()
 
     def on_wait(position: int) -> None:
@@ -64,7 +77,8 @@ def run(
         last[0] = now
         left_s = (now - started) / max(p.step, 1) * (p.total - p.step)
         bar.progress(p.step / p.total, text=f"{label}: step {p.step:,} of {p.total:,}, about {left_s:.0f} s left")
-        curve.altair_chart(charts.live_loss(p.loss, p.name), width="stretch", theme=None)
+        if curve:
+            plot.altair_chart(charts.live_loss(p.loss, p.name), width="stretch", theme=None)
 
     try:
         result = runner.execute(

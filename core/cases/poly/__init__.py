@@ -4,7 +4,7 @@ import dataclasses
 
 from core.case import Case
 from core.cases.poly import bench, charts, diagnose, lr_find, run, script
-from core.cases.poly.config import PRESETS, WHY, PolyConfig
+from core.cases.poly.config import PRESETS, SPREAD, WHY, PolyConfig
 
 CASE = Case(
     name="poly",
@@ -28,5 +28,6 @@ CASE = Case(
     reference=run.reference,
     # a candidate rate is checked on the full budget: the run trains its whole scan at once, in milliseconds
     trial=lambda config, lr: dataclasses.replace(config, lr=lr),
+    spread=SPREAD,
     serial=lambda config: True,  # 4 weights on a few points: ops of microseconds, bound by the interpreter
 )

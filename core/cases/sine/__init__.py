@@ -24,4 +24,5 @@ CASE = Case(
     cost=config.cost,
     reference=config.reference,
     trial=config.trial,
+    spread=config.SPREAD,
 )
