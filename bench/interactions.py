@@ -7,7 +7,10 @@ request) to two moments, measured in the page's own clock:
     first   the first change inside the page's main block (a node added or removed, text changed):
             the live training panel, a chart, a metric
     final   the last such change before the app is idle (no script run in progress and nothing
-            changing for QUIET_S): the final charts painted
+            changing for QUIET_S): the final charts painted, the compared runs and seed set included
+    current when the page starts training what it trains after the current run's charts (a progress
+            bar "… (the current run is drawn)": the comparison, pins, the seed set); the final time
+            where nothing trains after
 
 Each repeat starts a fresh server, so "open (cold)" and "preset … (uncached)" train, and their second
 occurrence ("cached") reads the result cache. Where the interaction trains a run, its time is also
@@ -37,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Interaction latency"
 QUIET_S = 1.5  # idle: no run in progress and no change in the main block for this long
+NOTHING_S = 10.0  # an action after which nothing changes and nothing runs for this long changed nothing
 ACTION_TIMEOUT_S = 600  # one interaction, at most (a CIFAR run under heavy load); longer is recorded as such
 VIEWPORT = {"width": 1440, "height": 1000}
 TARGETS = {  # issue 17, p95 on a quiet 2-core CPU (seconds)
@@ -51,7 +55,9 @@ TARGETS = {  # issue 17, p95 on a quiet 2-core CPU (seconds)
 # and the last moment a script run was in progress (Streamlit's status widget shown).
 _PROBE = """
 (() => {
-  const s = window.__clinic = {t0: 0, first: null, last: null, running: 0, changes: 0};
+  const s = window.__clinic = {t0: 0, first: null, last: null, running: 0, changes: 0, current: null};
+  const after = () => [...document.querySelectorAll('[data-testid="stProgress"]')]
+    .some((p) => p.innerText.includes('the current run is drawn'));
   const inMain = (n) => {
     const e = n && (n.nodeType === 1 ? n : n.parentElement);
     return e && e.closest && e.closest('[data-testid="stMainBlockContainer"]');
@@ -59,13 +65,17 @@ _PROBE = """
   const seen = () => { const t = performance.now(); if (s.first === null) s.first = t; s.last = t; s.changes++; };
   new MutationObserver((list) => {
     for (const m of list) {
-      if ((m.type === 'childList' || m.type === 'characterData') && inMain(m.target)) { seen(); return; }
+      if ((m.type === 'childList' || m.type === 'characterData') && inMain(m.target)) {
+        seen();
+        if (s.current === null && after()) s.current = performance.now();
+        return;
+      }
     }
   }).observe(document, {childList: true, characterData: true, subtree: true});
   setInterval(() => {
     if (document.querySelector('[data-testid="stStatusWidget"]')) s.running = performance.now();
   }, 20);
-  const act = () => { s.t0 = performance.now(); s.first = null; s.last = null; s.changes = 0; };
+  const act = () => { s.t0 = performance.now(); s.first = null; s.last = null; s.changes = 0; s.current = null; };
   window.addEventListener('pointerdown', act, true);
   window.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key.startsWith('Arrow')) act(); }, true);
 })();
@@ -80,6 +90,12 @@ class Timing:
     final_s: float
     train_s: float | None = None  # the same run's training time in this process, where it trains one
     kind: str = "cached"  # which target applies: cached, run or cifar
+    current_s: float | None = None  # the current run's charts drawn, where runs train after them; else final_s
+
+    @property
+    def drawn_s(self) -> float:
+        """Until the current run's charts are drawn: what the run targets are about."""
+        return self.final_s if self.current_s is None else min(self.current_s, self.final_s)
 
 
 def _free_port() -> int:
@@ -122,29 +138,40 @@ def server(env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.
                 proc.kill()
 
 
-def settle(page, timeout_s: float = ACTION_TIMEOUT_S) -> tuple[float | None, float]:
-    """Wait until the app is idle after an action; return (first change, final change) in seconds
-    after it, in the page's clock; (None, timeout_s) when it is not idle by then."""
+def settle(page, timeout_s: float = ACTION_TIMEOUT_S) -> tuple[float | None, float, float | None]:
+    """Wait until the app is idle after an action; return (first change, final change, current run
+    drawn) in seconds after it, in the page's clock; (None, timeout_s, None) when it is not idle by then."""
     time.sleep(0.3)  # the rerun's request leaves the browser
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         s = page.evaluate("() => ({...window.__clinic, now: performance.now()})")
         busy = page.locator('[data-testid="stStatusWidget"]').count() > 0
         latest = max(s["last"] or 0, s["running"], s["t0"])
-        if not busy and s["now"] - latest > QUIET_S * 1000:
+        # nothing seen yet: on a loaded machine the rerun may take a while to start; wait up to NOTHING_S
+        began = s["first"] is not None or s["running"] > s["t0"] or s["now"] - s["t0"] > NOTHING_S * 1000
+        if began and not busy and s["now"] - latest > QUIET_S * 1000:
             final = max(s["last"] or s["t0"], s["running"]) - s["t0"]
             first = None if s["first"] is None else s["first"] - s["t0"]
-            return (None if first is None else first / 1000), max(final, 0) / 1000
+            current = None if s["current"] is None else max(s["current"] - s["t0"], 0) / 1000
+            return (None if first is None else first / 1000), max(final, 0) / 1000, current
         time.sleep(0.1)
-    return None, timeout_s  # not idle within the limit: recorded at the limit (the table shows it), the run goes on
+    return None, timeout_s, None  # not idle within the limit: recorded at the limit (the table shows it)
 
 
-def open_page(page, url: str) -> tuple[float | None, float]:
-    """Navigate and settle; t0 is the navigation's start (0 in the new document's clock)."""
+def open_page(page, url: str, ready: str = "") -> tuple[float | None, float, float | None]:
+    """Navigate and settle; t0 is the navigation's start (0 in the new document's clock). ready: a
+    selector the finished page has (its "Pin this run"): on a loaded machine a new session may pause
+    between its first elements and its run, which would otherwise read as idle."""
     page.goto(url)
     page.wait_for_function("() => window.__clinic !== undefined")
-    page.evaluate("() => { window.__clinic.t0 = 0; }")
+    page.evaluate("() => { const s = window.__clinic; s.t0 = 0; }")
+    page.wait_for_selector(
+        ready or '[data-testid="stMainBlockContainer"] [data-testid="stHeading"]', timeout=ACTION_TIMEOUT_S * 1000
+    )
     return settle(page)
+
+
+RESET = "() => { const s = window.__clinic; s.t0 = performance.now(); s.first = s.last = s.current = null; }"
 
 
 def css_key(key: str) -> str:
@@ -152,14 +179,14 @@ def css_key(key: str) -> str:
     return ".st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip())
 
 
-def click(page, locator) -> tuple[float | None, float]:
+def click(page, locator) -> tuple[float | None, float, float | None]:
     locator.first.scroll_into_view_if_needed()
-    page.evaluate("() => { const s = window.__clinic; s.t0 = performance.now(); s.first = s.last = null; }")
+    page.evaluate(RESET)
     locator.first.click()
     return settle(page)
 
 
-def nudge_lr(page, case_name: str) -> tuple[float | None, float] | None:
+def nudge_lr(page, case_name: str) -> tuple[float | None, float, float | None] | None:
     """Move the learning rate one notch: a slider's arrow key where the page has one, else the
     typed value times 10^0.1 (one notch of a log slider with ten per decade)."""
     slider = page.locator(f'{css_key(case_name + ".lr_slider")} input[type="range"]')  # the log slider's thumb
@@ -172,7 +199,7 @@ def nudge_lr(page, case_name: str) -> tuple[float | None, float] | None:
         return None
     value = float(box.first.input_value())
     box.first.fill(f"{value * 10**0.1:.3g}")
-    page.evaluate("() => { const s = window.__clinic; s.t0 = performance.now(); s.first = s.last = null; }")
+    page.evaluate(RESET)
     box.first.press("Enter")
     return settle(page)
 
@@ -201,11 +228,13 @@ def page_interactions(page, url: str, case, repeat: int, train: Callable) -> lis
     def add(action, t, kind="cached", config=None):
         if t is None:
             return
-        first, final = t
-        out.append(Timing(case.name, action, first, final, train(config) if config is not None else None, kind))
+        first, final, current = t
+        trained = train(config) if config is not None else None
+        out.append(Timing(case.name, action, first, final, trained, kind, current))
 
-    add("open (cold)", open_page(page, f"{url}/{path}"), run_kind, case.page_preset("as-posted"))
-    add("open (cached)", open_page(page, f"{url}/{path}"))
+    ready = css_key(case.name + "._pin")
+    add("open (cold)", open_page(page, f"{url}/{path}", ready), run_kind, case.page_preset("as-posted"))
+    add("open (cached)", open_page(page, f"{url}/{path}", ready))
     presets = [p for p in case.presets if p != "as-posted"]
     for name in presets:
         button = page.locator(f"{css_key(f'{case.name}.load.{name}')} button")
@@ -287,7 +316,10 @@ def measure(
                         finally:
                             context.close()
                         for t in got:
-                            log(f"repeat {r + 1} {t.page:6s} {t.action:32s} {_s(t.first_s)} {_s(t.final_s)}")
+                            log(
+                                f"repeat {r + 1} {t.page:6s} {t.action:32s} "
+                                f"{_s(t.first_s)} {_s(t.drawn_s)} {_s(t.final_s)}"
+                            )
                         timings += got
                         load.append(os.getloadavg()[0])
                         if after is not None:
@@ -314,21 +346,23 @@ def table(timings: list[Timing]) -> str:
     for t in timings:
         rows.setdefault((t.page, t.action), []).append(t)
     lines = [
-        "| page | interaction | n | first change p50 / p95 (s) | final p50 / p95 (s) | final / training (p50) | "
-        "target p95 | met |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | :---: |",
+        "| page | interaction | n | first change p50 / p95 (s) | current run drawn p50 / p95 (s) | "
+        "final p50 / p95 (s) | drawn / training (p50) | target p95 | met |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
     ]
     for (page, action), ts in rows.items():
         firsts = [t.first_s for t in ts if t.first_s is not None]
-        finals = [t.final_s for t in ts]
-        ratios = [t.final_s / t.train_s for t in ts if t.train_s]
+        finals, drawn = [t.final_s for t in ts], [t.drawn_s for t in ts]
+        ratios = [t.drawn_s / t.train_s for t in ts if t.train_s]
         target = TARGETS[ts[0].kind]
         p95_first = percentile(firsts, 95) if firsts else None
-        met = percentile(finals, 95) <= target and (p95_first is None or p95_first <= TARGETS["first"])
+        # the targets are about the current run: the comparison and the seed set must not delay it
+        met = percentile(drawn, 95) <= target and (p95_first is None or p95_first <= TARGETS["first"])
         first = f"{percentile(firsts, 50):.2f} / {p95_first:.2f}" if firsts else "no change"
         final = f"{percentile(finals, 50):.2f} / {percentile(finals, 95):.2f}"
+        current = f"{percentile(drawn, 50):.2f} / {percentile(drawn, 95):.2f}"
         lines.append(
-            f"| {page} | {action} | {len(ts)} | {first} | {final} | "
+            f"| {page} | {action} | {len(ts)} | {first} | {current} | {final} | "
             f"{f'{percentile(ratios, 50):.2f}' if ratios else '-'} | {target:g} | {'yes' if met else 'no'} |"
         )
     return "\n".join(lines)
@@ -344,8 +378,10 @@ def report(timings: list[Timing], info: dict, machine: dict, repeat: int) -> str
             f"Written by `python -m bench --interactions` on {stamp}: {machine['cpu']}, {machine['cores']} cores, "
             f"headless Chromium at {VIEWPORT['width']}×{VIEWPORT['height']}, each repeat (n) on a fresh "
             f"server. Load average (1 min) during the run: {min(load):.1f} to {max(load):.1f}. Times run from the "
-            "action to the first change in the page's main block, and to its last change before the app is "
-            f"idle ({QUIET_S:g} s quiet). *final / training* divides that by the same run's training time in "
+            "action to the first change in the page's main block; to the current run's charts drawn (the moment "
+            "the page starts training its comparison, pins or seed set after them; otherwise the final time); "
+            f"and to its last change before the app is idle ({QUIET_S:g} s quiet). *drawn / training* divides "
+            "the current run's time by the same run's training time in "
             "the benchmark's process, which keeps its meaning on a loaded machine. Targets (issue 17, p95 on a "
             "quiet machine): computed results 0.5 s, first change 0.5 s, sine/poly/linreg runs 2 s, CIFAR's "
             "quick view 6 s.",
