@@ -547,9 +547,14 @@ def test_the_current_run_is_drawn_before_the_comparison_trains(monkeypatch):
     assert not at.exception and not at.error
     assert reruns == [1]  # the comparison trained after the page drew, then asked for a redraw
     assert series(at) & {"current", "as-posted"} == {"current"}  # the first view: the current run alone
+    # issue 14, a layout that does not jump: the metrics table holds its place while the comparison trains
+    first = [d.value for d in at.dataframe if "metric" in d.value.columns]
+    assert len(first) == 1 and list(first[0].columns) == ["metric", "current"]
     monkeypatch.undo()
     at.run()
     assert {"current", "as-posted"} <= series(at)  # the redraw: the comparison, from the cache
+    after = [d.value for d in at.dataframe if "metric" in d.value.columns]
+    assert list(after[0].columns) == ["metric", "current", "as-posted"] and len(after[0]) == len(first[0])
 
 
 def test_pinning_as_posted_draws_it_once_in_one_colour():

@@ -204,7 +204,8 @@ def pins(case: Case, config: Any, runs: Mapping[str, RunResult], also: Mapping[s
                 f"current = {name} to {COINCIDE:g}: the two runs' histories agree, so the {name} line lies under "
                 "the current one."
             )
-        if len(runs) > 1:
+        # drawn already while the compared runs train (their columns join it then): the charts below keep their place
+        if len(runs) > 1 or st.session_state.get(f"{case.name}._pending"):
             st.dataframe(metrics_table(case, config, runs, also), hide_index=True, width="stretch")
             st.download_button(
                 "History of every run (CSV)", lambda: export.histories_csv(runs),
