@@ -52,6 +52,8 @@ def test_one_pass_over_a_page_finds_every_standard_interaction():
     for t in timings:
         assert t.final_s >= 0 and (t.first_s is None or 0 <= t.first_s <= t.final_s + 1e-3), t
     assert all(t.train_s and t.train_s > 0 for t in timings if t.action.endswith("(uncached)"))
-    # a first view trains its comparison and seed set after the current run's charts: seen as such
+    # a first view trains its seed set after the current run's charts; its bar marks the current run drawn,
+    # unless those runs are so short that the bar never reaches the browser (then drawn = final)
     cold = next(t for t in timings if t.action == "open (cold)")
-    assert cold.current_s is not None and 0 < cold.current_s < cold.final_s, cold
+    assert cold.current_s is None or 0 < cold.current_s <= cold.final_s + 1e-3, cold
+    assert all(t.drawn_s <= t.final_s + 1e-3 for t in timings)
