@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
 import math
 import os
 import re
@@ -36,6 +37,8 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from core.ui.runs import AFTER_DRAWN
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Interaction latency"
@@ -55,9 +58,10 @@ TARGETS = {  # issue 17, p95 on a quiet 2-core CPU (seconds)
 # and the last moment a script run was in progress (Streamlit's status widget shown).
 _PROBE = """
 (() => {
+  const AFTER_DRAWN = AFTER_DRAWN_TEXT;
   const s = window.__clinic = {t0: 0, first: null, last: null, running: 0, changes: 0, current: null};
   const after = () => [...document.querySelectorAll('[data-testid="stProgress"]')]
-    .some((p) => p.innerText.includes('the current run is drawn'));
+    .some((p) => p.innerText.includes(AFTER_DRAWN));
   const inMain = (n) => {
     const e = n && (n.nodeType === 1 ? n : n.parentElement);
     return e && e.closest && e.closest('[data-testid="stMainBlockContainer"]');
@@ -309,7 +313,7 @@ def measure(
                     for name in [n for n, k in per_page.items() if k > r]:
                         case = registry.get(name)
                         context = browser.new_context(viewport=VIEWPORT)
-                        context.add_init_script(_PROBE)
+                        context.add_init_script(_PROBE.replace("AFTER_DRAWN_TEXT", json.dumps(AFTER_DRAWN)))
                         page = context.new_page()
                         try:
                             got = page_interactions(page, url, case, repeat, train(case))

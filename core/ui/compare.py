@@ -117,7 +117,7 @@ def train_the_rest(case: Case) -> None:
     trained_after = st.session_state.setdefault(f"{case.name}._trained_after", set())
     with slot.container():
         for name, c, k in jobs:
-            run(case, c, device, label=f"Training {name}, for comparison (the current run is drawn)", curve=False)
+            run(case, c, device, label=f"Training {name}, for comparison", curve=False)
             trained_after.add(k)
     st.session_state[f"{case.name}._redraw"] = True  # the same view again: one-off messages are shown again
     st.rerun()

@@ -22,6 +22,9 @@ from core.ui.settings import load
 
 # ------------------------------------------------------------------ running
 
+# what a run trained after the page is drawn says in its bar (and what the interaction benchmark looks for)
+AFTER_DRAWN = "the current run is drawn"
+
 
 def run(
     case: Case,
@@ -38,7 +41,7 @@ def run(
     there). Heavy runs may wait for a free slot first, with their place in the line shown.
     `task`: another function of the case to run with the config (default: its run). `curve=False`: the
     bar and Stop only, for a run trained after the page is drawn (a comparison, a seed), so that the
-    page below it moves by a bar's height, not a chart's."""
+    page below it moves by a bar's height, not a chart's; its bar says so (AFTER_DRAWN)."""
     # the panel's place, also when the result is cached: the page's later elements keep their places between a
     # pass that trains and one that does not (else a shifted block shows the last pass's elements in the wrong place)
     box = st.empty()
@@ -48,6 +51,8 @@ def run(
     if hit is not None:
         return hit
     _hold_for_run_click(case, config, cache_key, task)
+    if not curve:
+        label = f"{label} ({AFTER_DRAWN})"
     # with its curve, the panel lies over the last view's greyed metrics and charts rather than pushing them
     # down (base.LIVE_CSS): they are replaced in place when the run ends
     with box.container(key=f"clinic-live-{hash(cache_key) & 0xFFFFFFFF:08x}" if curve else None):

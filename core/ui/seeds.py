@@ -101,7 +101,7 @@ def train_seeds(case: Case) -> bool:
     known = st.session_state.setdefault(f"{case.name}._seed_metrics", {})
     with slot.container():
         for s, c, k in jobs:
-            r = run(case, c, device, label=f"Training seed {s} for the spread (the current run is drawn)", curve=False)
+            r = run(case, c, device, label=f"Training seed {s} for the spread", curve=False)
             known[k] = r.metrics.get(case.spread.metric, math.nan)
             while len(known) > SEED_METRICS_KEPT:
                 known.pop(next(iter(known)))
