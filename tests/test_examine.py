@@ -360,6 +360,33 @@ def test_the_notebook_form_and_the_json_report():
     assert d["steps"] == 30 and d["summary"] == "1 finding: sum-reduction"
 
 
+def _sampled_steps(pause: float) -> list[int]:
+    """The steps the examiner sampled in 60 steps of a tiny model, each step lasting `pause` more."""
+    import time
+
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    with examine() as e:
+        for _ in range(60):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+            time.sleep(pause)
+    return sorted({c["step"] for c in e.monitor.grad_checks})
+
+
+def test_a_quick_script_is_sampled_more_thinly():
+    """A sampled step costs about a millisecond: in a script whose steps take less (steps 2-5 under
+    watch.QUICK_STEP), steps 6-100 are sampled every 20th, not every 10th; slower scripts keep every 10th."""
+    from core.examine import watch
+
+    assert _sampled_steps(0.0) == [1, 2, 3, 4, 5, 20, 40, 60]
+    assert _sampled_steps(2 * watch.QUICK_STEP) == [1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 60]
+    assert [s for s in range(1, 1001) if watch.sampled(s, quick=True)][5:11] == [20, 40, 60, 80, 100, 125]
+    assert sum(watch.sampled(s) for s in range(1, 1001)) == 5 + 10 + 36
+
+
 # --- the command
 
 

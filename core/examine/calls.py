@@ -18,18 +18,19 @@ import torch
 from core.examine import watch
 from core.examine.later import Later
 
+SPREAD_MIN = 6  # sampled batches of one loss call site before its order is judged (steps 1-5 and 20)
 SPREAD_BATCHES = 40  # enough sampled batches to judge the targets' order from; later ones are not read
+PROBABILITY_CHECKS = 20  # loss calls checked for probabilities fed to a logits loss; the input's kind does not change
 
 
 def _units(out: torch.Tensor) -> torch.Tensor:
     """(units,) bool: which units fired (> 0) on any input. Units: dim 1 for (B, F) and
-    (B, C, H, W); the last dim for (B, T, F) sequences."""
+    (B, C, H, W); the last dim for (B, T, F) sequences. One reduction (the largest value per
+    unit), then a comparison on the units alone: two small ops, not a comparison of the whole."""
     if out.dim() <= 1:  # one value per sample: a single unit
-        return (out > 0).any().reshape(1)
-    if out.dim() == 2:
-        return (out > 0).any(0)
-    dim = out.dim() - 1 if out.dim() == 3 else 1
-    return (out > 0).transpose(0, dim).reshape(out.shape[dim], -1).any(1)
+        return (out.amax() > 0).reshape(1)
+    unit = out.dim() - 1 if out.dim() == 3 else 1
+    return out.amax(dim=tuple(d for d in range(out.dim()) if d != unit)) > 0
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -77,12 +78,12 @@ class Spread:
             self.s, self.ss = (s, ss) if self.s is None else (self.s + s, self.ss + ss)
         self.within = self.within + within * (b / (b - 1))
         self.batches += 1
-        if self.batches == 8:  # enough batches to judge from
+        if self.batches == SPREAD_MIN:  # enough batches to judge from
             self.step = step
 
     def ratio(self) -> float | None:
         """Mean within-batch spread / the spread of everything seen (about 1 when shuffled)."""
-        if self.batches < 8:
+        if self.batches < SPREAD_MIN:
             return None
         if self.counts is not None:
             p = self.counts / self.counts.sum()
@@ -257,15 +258,21 @@ class Calls:
             self.spread[(fn, watch.script_site())].add(y, self.current)
 
     def _check_probabilities(self, func, x, fed) -> None:
-        xd = x.detach()
-        looks = (xd.min() >= 0) & (xd.max() <= 1)
-        if func is watch.F.binary_cross_entropy_with_logits:
-            looks = looks & (xd.numel() >= 16)
-        elif x.dim() >= 2:
-            looks = looks & ((xd.sum(1) - 1).abs() < 1e-3).all()
-        else:
-            looks = looks & False
-        check = [self.current, None, fed is not None and fed[1] in ("softmax", "sigmoid")]
-        self.later.put(looks, lambda v: check.__setitem__(1, bool(v[0])))
+        if len(self.probabilities) >= PROBABILITY_CHECKS:
+            return
+        logits = func is watch.F.binary_cross_entropy_with_logits
+        check = [self.current, False, fed is not None and fed[1] in ("softmax", "sigmoid")]
         self.probabilities.append(check)
         self.probabilities_fn = watch.loss_name(func)
+        if not logits and x.dim() < 2:
+            return  # one sample's class scores: no rows to sum
+        xd = x.detach()
+        # in [0, 1] (and rows summing to 1 for class scores): a few reductions, compared when read
+        parts = [*torch.aminmax(xd)] + ([] if logits else [*torch.aminmax(xd.sum(1))])
+        big = xd.numel() >= 16
+
+        def use(v, check=check, big=big):
+            inside = v[0] >= 0 and v[1] <= 1
+            check[1] = inside and (big if logits else abs(v[2] - 1) < 1e-3 and abs(v[3] - 1) < 1e-3)
+
+        self.later.put(torch.stack(parts).float(), use)

@@ -178,8 +178,8 @@ class Examiner:
         def backward(original):
             def tensor_backward(tensor, *args, **kwargs):
                 if mine() and not self._in_backward:  # the original re-dispatches to itself under the mode
+                    self._detail(False)  # the step's forward is over: what follows is measured without the mode
                     _safe(notes, m.before_backward, tensor)
-                    self._detail(False)  # the step's forward is over
                     self._in_backward = True
                     try:
                         return original(tensor, *args, **kwargs)

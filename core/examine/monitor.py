@@ -12,6 +12,7 @@ findings modules read the numbers at the end.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 
 import torch
@@ -36,6 +37,8 @@ class Monitor(Calls):
         super().__init__()
         self.step = 0  # optimizer steps completed (the most stepped optimizer's count)
         self.sampled = watch.sampled(1)  # is the step under way (self.current) a sampled one?
+        self.quick = False  # steps 2-5 took under watch.QUICK_STEP each: sample steps 6-100 more thinly
+        self._t1 = 0.0  # when step 1 ended
         self.opt_steps: dict[int, int] = defaultdict(int)
         self.optimizers: dict[int, torch.optim.Optimizer] = {}
         self.names: dict[int, str] = {}  # id(parameter or module) -> its qualified name
@@ -318,7 +321,11 @@ class Monitor(Calls):
         if self.opt_steps[oid] <= self.step:  # not the lead optimizer: its step is not a new step
             return
         self.step = self.opt_steps[oid]
-        self.sampled = watch.sampled(self.step + 1)
+        if self.step == 1:
+            self._t1 = time.perf_counter()
+        elif self.step == 5:
+            self.quick = (time.perf_counter() - self._t1) / 4 < watch.QUICK_STEP
+        self.sampled = watch.sampled(self.step + 1, self.quick)
         if len(self._step_losses) == 1:
             self.loss.append((self.step, self._step_losses[0]))
         elif self._step_losses:  # several backward calls a step (accumulation): their mean
