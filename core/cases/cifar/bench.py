@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import os
 import pickle
 import shutil
 import tempfile
@@ -25,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core import runner
+from core import paths, runner
 from core.cases.cifar import data as data_
 from core.cases.cifar.config import AS_POSTED
 from core.cases.cifar.model import init_params
@@ -73,6 +74,10 @@ def setup() -> State:
     else:
         tmp = tempfile.mkdtemp(prefix="bench-cifar-")
         atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        # the app's path takes data_root as a setting, which must lie inside an allowed root
+        # (core/paths.py): this benchmark process allows its own stand-in's folder
+        allowed = [p for p in os.environ.get(paths.ALLOWED_ROOTS_ENV, "").split(os.pathsep) if p]
+        os.environ[paths.ALLOWED_ROOTS_ENV] = os.pathsep.join([*allowed, tmp])
         write_cifar_batches(Path(tmp) / data_.CIFAR10_FOLDER, make_synthetic())
         root, source = tmp, "synthetic stand-in"
     from torchvision import transforms
