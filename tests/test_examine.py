@@ -360,6 +360,48 @@ def test_the_notebook_form_and_the_json_report():
     assert d["steps"] == 30 and d["summary"] == "1 finding: sum-reduction"
 
 
+def _tiny_run(steps=40, *, order=("zero", "backward", "step"), detach_first=False, set_to_none=True, opt_cls=None):
+    """A small regression trained in the notebook form; `order`: the loop's three calls."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 4, generator=g), torch.randn(256, 1, generator=g)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    opt = (opt_cls or torch.optim.SGD)(model.parameters(), lr=0.01)
+    with examine() as e:
+        for _ in range(steps):
+            h = model[:2](x)
+            h = h.detach() if detach_first else h
+            loss = torch.nn.functional.mse_loss(model[2](h), y)
+            for call in order:
+                {"zero": lambda: opt.zero_grad(set_to_none=set_to_none), "backward": loss.backward, "step": opt.step}[call]()
+    return e.report()
+
+
+def test_no_gradient_says_which_parameters_and_a_late_zero_grad():
+    """The no-gradient finding names the parameters left without a gradient (a detached backbone: the first
+    layer's) and, when zero_grad() runs between backward and step, says so and gives the order as the fix."""
+    assert _tiny_run().findings == []
+    (f,) = _tiny_run(detach_first=True).findings
+    assert f.key == "no-gradient" and "0.weight, 0.bias" in f.evidence and "2.weight" not in f.evidence
+    for set_to_none in (True, False):  # cleared to None, or to zeros
+        (f,) = _tiny_run(order=("backward", "zero", "step"), set_to_none=set_to_none).findings
+        assert f.key == "no-gradient" and "zero_grad() ran after loss.backward()" in f.evidence, f.evidence
+        assert f.fix.startswith("optimizer.zero_grad(); loss.backward(); optimizer.step()")
+    assert _tiny_run(order=("backward", "step", "zero")).findings == []  # zeroed after the step: fine
+
+
+def test_a_fix_that_changes_the_optimizer_names_the_scripts_own():
+    from core.examine.checks_training import optimizer
+
+    class M:
+        optimizer_kinds = ["Adam"]
+
+    assert optimizer(M) == "Adam"
+    M.optimizer_kinds = ["MyOwnOptimizer"]  # not torch.optim's: the fix falls back to SGD
+    assert optimizer(M) == "SGD"
+    M.optimizer_kinds = []
+    assert optimizer(M) == "SGD"
+
+
 def _sampled_steps(pause: float) -> list[int]:
     """The steps the examiner sampled in 60 steps of a tiny model, each step lasting `pause` more."""
     import time

@@ -62,6 +62,14 @@ def lr_collapsed(m, losses):
     )
 
 
+def optimizer(m) -> str:
+    """The script's (first) optimizer's class name where torch.optim has it, for a fix in its terms; else SGD."""
+    import torch
+
+    kind = m.optimizer_kinds[0] if m.optimizer_kinds else "SGD"
+    return kind if isinstance(getattr(torch.optim, kind, None), type) else "SGD"
+
+
 def no_gradient(m, losses):
     checks = m.grad_checks
     if not checks or m.not_held or m.all_frozen:
@@ -71,11 +79,23 @@ def no_gradient(m, losses):
     if not any(c["none"] for c in checks) and dead_relu(m, losses) is not None:
         return None  # all-zero gradients through dead units: dead-relu says why
     c = checks[-1]
+    if all(k.get("zeroed_late") for k in checks):
+        return Finding(
+            "no-gradient",
+            "the loss does not reach the trained parameters",
+            f"zero_grad() ran after loss.backward() and before optimizer.step() on every one of {len(checks)} "
+            f"sampled steps: the step found no gradient (None or all zeros) for {c['missing']:,} of {c['elements']:,} "
+            "weights, so it moved nothing",
+            "optimizer.zero_grad(); loss.backward(); optimizer.step()  # zero first, then backward, then step",
+            checks[0]["step"],
+        )
+    names = c.get("without", [])
+    which = f": {', '.join(names[:4])}{', …' if len(names) > 4 else ''}" if names else ""
     return Finding(
         "no-gradient",
         "the loss does not reach the trained parameters",
-        f"after backward {c['none']} of {c['total']} parameter tensors had no gradient and {c['zero']} an all-zero one "
-        f"({c['missing']:,} of {c['elements']:,} weights) on every one of {len(checks)} sampled steps",
+        f"after backward {c['none']} of {c['total']} parameter tensors had no gradient{which}; {c['zero']} had an "
+        f"all-zero one ({c['missing']:,} of {c['elements']:,} weights) on every one of {len(checks)} sampled steps",
         "loss = criterion(model(x), y)  # from the model's output tensor: no .detach(), .item() or torch.tensor(...)",
         checks[0]["step"],
     )
@@ -92,7 +112,7 @@ def not_updated(m, losses):
             f"{len(names)} parameter tensors ({weights:,} weights: {', '.join(names[:4])}"
             f"{', …' if len(names) > 4 else ''}) "
             "received gradients but no optimizer holds them (an optimizer built on another model instance?)",
-            "optimizer = torch.optim.SGD(model.parameters(), lr=lr)  # the instance that computes the loss",
+            f"optimizer = torch.optim.{optimizer(m)}(model.parameters(), lr=lr)  # the instance that computes the loss",
             step,
         )
     if m.frozen or m.all_frozen:
@@ -136,7 +156,8 @@ def diverged(m, losses):
         "diverged",
         "the loss went to NaN/inf or exploded",
         what,
-        "optimizer = torch.optim.SGD(model.parameters(), lr=lr / 10)  # or clip: nn.utils.clip_grad_norm_(params, 1.0)",
+        f"optimizer = torch.optim.{optimizer(m)}(model.parameters(), lr=lr / 10)  # or clip: "
+        "nn.utils.clip_grad_norm_(params, 1.0)",
         s,
     )
 

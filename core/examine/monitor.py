@@ -70,6 +70,11 @@ class Monitor(Calls):
         self._accumulated: list[tuple[int, torch.Tensor]] = []
         self.accumulated: list[int] = []
         self.sum_reduction: dict | None = None
+        # zero_grad between backward and step: the backward calls so far, and per optimizer that count when it was
+        # zeroed and when it last stepped; zeroed after the latest backward since its last step = its grads cleared
+        self.backwards = 0
+        self._zeroed_at: dict[int, int] = {}
+        self._stepped_at: dict[int, int] = {}
         self.first_loss: float | None = None
         self.sharpness: dict | None = None  # measured once, when the loss has grown 10× (divergence evidence)
         self.input_curvature: dict | None = None  # a non-linear model's, measured once (conditioning.py)
@@ -134,6 +139,7 @@ class Monitor(Calls):
         if not isinstance(root, torch.Tensor):
             return
         loss = root
+        self.backwards += 1
         if self.unscaled is not None and self.unscaled[0] is root:  # scaler.scale(loss).backward()
             loss = self.unscaled[1]
             self.scaled_losses += 1
@@ -226,19 +232,20 @@ class Monitor(Calls):
 
     def zeroed(self, opt) -> None:
         oid = id(opt)
+        self._zeroed_at[oid] = self.backwards
         if self.dirty.get(oid):
             self.dirty[oid] = False
             self.suspect.pop(oid, None)
 
     def module_zeroed(self, module: torch.nn.Module) -> None:
-        if not any(self.dirty.values()):
-            return
-        key = ("module", id(module))
+        """model.zero_grad(): the optimizers holding any of its parameters count as zeroed."""
+        key = ("module", id(module), len(self.optimizers))
         if key not in self._cache:
-            self._cache[key] = {id(p) for p in module.parameters()}
-        ids = self._cache[key]
-        for oid, opt in self.optimizers.items():
-            if self.dirty[oid] and any(id(p) in ids for p in _params(opt)):
+            ids = {id(p) for p in module.parameters()}
+            self._cache[key] = [o for o, opt in self.optimizers.items() if any(id(p) in ids for p in _params(opt))]
+        for oid in self._cache[key]:
+            self._zeroed_at[oid] = self.backwards
+            if self.dirty[oid]:
                 self.dirty[oid] = False
                 self.suspect.pop(oid, None)
 
@@ -272,19 +279,22 @@ class Monitor(Calls):
 
     def _check_grads(self, opt) -> None:
         named = self._opt_params(opt)
-        rows, grads, weights = [], [], []
+        rows, grads, weights, without = [], [], [], []  # without: the names of parameters with no gradient
         none = missing = elements = 0
         for name, p in named:
             elements += p.numel()
             if p.grad is None:
                 none += 1
                 missing += p.numel()
+                without.append(name)
                 continue
             rows.append({"step": self.current, "layer": name, "grad_norm": None, "update_ratio": None})
             grads.append(p.grad if p.grad.dtype == torch.float32 else p.grad.float())
             weights.append(p)
         check = {"step": self.current, "none": none, "zero": 0, "total": len(named), "missing": missing}
-        check["elements"] = elements
+        oid = id(opt)  # zeroed after the latest backward, which came after this optimizer's last step?
+        check["zeroed_late"] = self.backwards > self._stepped_at.get(oid, 0) and self._zeroed_at.get(oid) == self.backwards
+        check["elements"], check["without"] = elements, without[:8]
         self.grad_checks.append(check)
         self.layers += rows
         if grads:
@@ -315,6 +325,7 @@ class Monitor(Calls):
 
     def step_post(self, opt) -> None:
         oid = id(opt)
+        self._stepped_at[oid] = self.backwards
         self.opt_steps[oid] += 1
         self.dirty[oid] = True
         snap = self._snap.pop(oid, None)
