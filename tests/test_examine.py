@@ -371,8 +371,9 @@ def _tiny_run(steps=40, *, order=("zero", "backward", "step"), detach_first=Fals
             h = model[:2](x)
             h = h.detach() if detach_first else h
             loss = torch.nn.functional.mse_loss(model[2](h), y)
+            calls = {"zero": lambda: opt.zero_grad(set_to_none=set_to_none), "backward": loss.backward}
             for call in order:
-                {"zero": lambda: opt.zero_grad(set_to_none=set_to_none), "backward": loss.backward, "step": opt.step}[call]()
+                calls.get(call, opt.step)()
     return e.report()
 
 
@@ -390,16 +391,13 @@ def test_no_gradient_says_which_parameters_and_a_late_zero_grad():
 
 
 def test_a_fix_that_changes_the_optimizer_names_the_scripts_own():
+    from types import SimpleNamespace
+
     from core.examine.checks_training import optimizer
 
-    class M:
-        optimizer_kinds = ["Adam"]
-
-    assert optimizer(M) == "Adam"
-    M.optimizer_kinds = ["MyOwnOptimizer"]  # not torch.optim's: the fix falls back to SGD
-    assert optimizer(M) == "SGD"
-    M.optimizer_kinds = []
-    assert optimizer(M) == "SGD"
+    assert optimizer(SimpleNamespace(optimizer_kinds=["Adam", "SGD"])) == "Adam"
+    assert optimizer(SimpleNamespace(optimizer_kinds=["MyOwnOptimizer"])) == "SGD"  # not torch.optim's: SGD
+    assert optimizer(SimpleNamespace(optimizer_kinds=[])) == "SGD"
 
 
 def _sampled_steps(pause: float) -> list[int]:

@@ -292,8 +292,8 @@ class Monitor(Calls):
             grads.append(p.grad if p.grad.dtype == torch.float32 else p.grad.float())
             weights.append(p)
         check = {"step": self.current, "none": none, "zero": 0, "total": len(named), "missing": missing}
-        oid = id(opt)  # zeroed after the latest backward, which came after this optimizer's last step?
-        check["zeroed_late"] = self.backwards > self._stepped_at.get(oid, 0) and self._zeroed_at.get(oid) == self.backwards
+        oid, n = id(opt), self.backwards  # zeroed after the latest backward, which came after its last step?
+        check["zeroed_late"] = n > self._stepped_at.get(oid, 0) and self._zeroed_at.get(oid) == n
         check["elements"], check["without"] = elements, without[:8]
         self.grad_checks.append(check)
         self.layers += rows

@@ -1,4 +1,4 @@
-"""Fixed: zero_grad() first, then backward, then step (the same loop with model.zero_grad(), as many scripts write it)."""
+"""Fixed: zero_grad() first, then backward, then step (here model.zero_grad(), as many scripts write it)."""
 
 import torch
 import torch.nn as nn
