@@ -35,7 +35,7 @@ class Finding:
 @dataclass(frozen=True)
 class Cost:
     """A run's cost estimated from its settings, before it starts: wall seconds on the 2-core CPU
-    the app targets (calibrated from measured step times; tests/test_limits.py keeps it within 3x),
+    the app targets (calibrated from measured step times; tests/test_security.py keeps it within 3x),
     and the setting that most directly makes it cheaper."""
 
     seconds: float

@@ -319,11 +319,17 @@ def test_estimates_are_within_3x_of_real_runs(cpu):
         (
             CIFAR,
             dataclasses.replace(
-                CIFAR.page_preset("as-posted"), dataset="synthetic", train_size=400, epochs=1, batch_size=1
+                # 2,000 steps of one image: enough that the estimate's fixed part (the data set's first load,
+                # which the warm-up above has already paid) does not dominate it (with 400, 3.1x in one CI run)
+                CIFAR.page_preset("as-posted"),
+                dataset="synthetic",
+                train_size=2000,
+                epochs=1,
+                batch_size=1,
             ),
         ),
         (POLY, POLY.presets["as-posted"]),
-        (POLY, dataclasses.replace(POLY.presets["as-posted"], n_points=2000, epochs=200)),
+        (POLY, dataclasses.replace(POLY.presets["as-posted"], n_points=2000, epochs=2000)),  # 0.04 s was noise
         (linreg, linreg.presets["as-posted"]),
         (linreg, dataclasses.replace(linreg.presets["as-posted"], shuffle="true", epochs=20), linreg.tasks["single"]),
     ]
