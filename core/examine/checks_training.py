@@ -62,6 +62,11 @@ def lr_collapsed(m, losses):
     )
 
 
+def listed(names: list[str], most: int = 4) -> str:
+    """The first `most` names, comma-separated, with an ellipsis when there are more."""
+    return ", ".join(names[:most]) + (", …" if len(names) > most else "")
+
+
 def optimizer(m) -> str:
     """The script's (first) optimizer's class name where torch.optim has it, for a fix in its terms; else SGD."""
     import torch
@@ -90,7 +95,7 @@ def no_gradient(m, losses):
             checks[0]["step"],
         )
     names = c.get("without", [])
-    which = f": {', '.join(names[:4])}{', …' if len(names) > 4 else ''}" if names else ""
+    which = f": {listed(names)}" if names else ""
     return Finding(
         "no-gradient",
         "the loss does not reach the trained parameters",
@@ -109,8 +114,7 @@ def not_updated(m, losses):
         return Finding(
             "parameters-not-updated",
             "parameters the loss depends on never change",
-            f"{len(names)} parameter tensors ({weights:,} weights: {', '.join(names[:4])}"
-            f"{', …' if len(names) > 4 else ''}) "
+            f"{len(names)} parameter tensors ({weights:,} weights: {listed(names)}) "
             "received gradients but no optimizer holds them (an optimizer built on another model instance?)",
             f"optimizer = torch.optim.{optimizer(m)}(model.parameters(), lr=lr)  # the instance that computes the loss",
             step,
