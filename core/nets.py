@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from core import kernels
+
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 
 
@@ -94,8 +96,14 @@ def dense(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, act: str) ->
 class _Head(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w1, b1, w2, b2, act):
-        a = _layer_forward(x, w1, b1, act)  # (n, h)
-        z = _preactivation(a, w2, b2)  # (n, 1)
+        ctx.kernel = kernels.applies(x, w1, act) and all(
+            t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in (b1, w2, b2)
+        )
+        if ctx.kernel:  # one input, on the CPU: the compiled pair in core/kernels.py
+            z, a = kernels.head_forward(x, w1, b1, w2, b2, act)
+        else:
+            a = _layer_forward(x, w1, b1, act)  # (n, h)
+            z = _preactivation(a, w2, b2)  # (n, 1)
         ctx.save_for_backward(x, w1, w2, a)
         ctx.act = act
         ctx.mark_non_differentiable(a)
@@ -112,13 +120,16 @@ class _Head(torch.autograd.Function):
             return None, None, None, None, None, None
         x, w1, w2, a = ctx.saved_tensors
         need_x, need_w1, need_b1, need_w2, need_b2, _ = ctx.needs_input_grad
+        db2 = gz.sum(0) if need_b2 else None
+        if ctx.kernel and gz.dtype == torch.float32 and gz.device.type == "cpu":
+            dx, dw1, db1, dw2 = kernels.head_backward(x, w1, w2, a, gz, ctx.act, need_x)
+            return dx, dw1 if need_w1 else None, db1 if need_b1 else None, dw2 if need_w2 else None, db2, None
         d = _derivative(a, ctx.act)  # (n, h), or None for the identity
         d_or_a = d if d is not None else torch.ones_like(a)
         u = torch.cat([x * gz, gz], dim=1)  # (n, i + 1)
         r = u.t().mm(d_or_a) * w2.t()  # (i + 1, h): rows of dw1, then db1
         dx = gz * d_or_a.mm(w1.t() * w2) if need_x else None
         dw2 = a.t().mm(gz) if need_w2 else None
-        db2 = gz.sum(0) if need_b2 else None
         return dx, r[:-1] if need_w1 else None, r[-1] if need_b1 else None, dw2, db2, None
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import nets
+from core import kernels, nets
 
 ACTS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z}
 
@@ -96,3 +96,62 @@ def test_xavier_bound():
     w, b = nets.init_layer(100, 50, bias=True, init="xavier", generator=torch.Generator().manual_seed(0))
     assert w.abs().max() <= math.sqrt(6 / 150) and w.std() > 0.5 * math.sqrt(2 / 150)
     assert torch.count_nonzero(b) == 0
+
+
+# The compiled pair (core/kernels.py): one input, float32, on the CPU. Its oracle is float64 autograd;
+# the tolerances are float32's (the kernel sums each row's 128 terms in float32, as torch's matmul does).
+KERNEL_ACTS = list(kernels.ACTS)
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("act", KERNEL_ACTS)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_the_compiled_head_matches_float64_autograd(act, bias, input_grad):
+    x, w1, b1, w2, b2, y = tensors(500, 1, 128, bias, seed=3)
+    ref = leaves(x, w1, b1, w2, b2)
+    fused = [t.float().clone().requires_grad_() if t is not None else None for t in (x, w1, b1, w2, b2)]
+    if not input_grad:
+        ref[0].requires_grad_(False)
+        fused[0].requires_grad_(False)
+    assert kernels.applies(fused[0], fused[1], act)
+    a_ref = ACTS[act](F.linear(ref[0], ref[1].t(), ref[2]))
+    z_ref = F.linear(a_ref, ref[3].t(), ref[4])
+    z, a = nets.head(*fused, act)
+    torch.testing.assert_close(a.double(), a_ref.detach(), atol=3e-7, rtol=1e-6)
+    torch.testing.assert_close(z.double(), z_ref.detach(), atol=1e-5, rtol=1e-5)
+    loss_ref = (torch.tanh(z_ref) - y).pow(2).sum()
+    loss = (torch.tanh(z) - y.float()).pow(2).sum()
+    present = [i for i, t in enumerate(ref) if t is not None and t.requires_grad]
+    got = torch.autograd.grad(loss, [fused[i] for i in present])
+    want = torch.autograd.grad(loss_ref, [ref[i] for i in present])
+    for g, g_ref in zip(got, want, strict=True):
+        torch.testing.assert_close(g.double(), g_ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+def test_the_compiled_tanh_stays_within_rounding_of_torch_tanh():
+    z = torch.linspace(-30, 30, 100_001).unsqueeze(1)
+    a = nets.head(z, torch.ones(1, 1), None, torch.ones(1, 1), None, "tanh")[1].squeeze(1)
+    assert (a.double() - torch.tanh(z.squeeze(1).double())).abs().max().item() < 3e-7
+
+
+def test_the_compiled_head_is_used_only_where_it_applies(monkeypatch):
+    x32, w32 = torch.zeros(4, 1), torch.zeros(1, 3)
+    assert not kernels.applies(x32.double(), w32.double(), "tanh")  # float64: the torch path
+    assert not kernels.applies(torch.zeros(4, 2), torch.zeros(2, 3), "tanh")  # two inputs
+    assert not kernels.applies(x32, w32, "sigmoid")  # no compiled sigmoid
+    monkeypatch.setenv("CLINIC_KERNELS", "0")
+    assert not kernels.applies(x32, w32, "tanh")
+    monkeypatch.setenv("CLINIC_KERNELS", "1")
+    assert kernels.applies(x32, w32, "tanh") == (kernels.numba is not None)
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("act", KERNEL_ACTS)
+def test_the_compiled_head_saturates_and_keeps_nan_as_torch_does(act):
+    """A diverging run's inf and NaN, and a saturated unit's exact +-1 (so 1 - a^2 is 0 there, as in
+    torch): where they differ, the two paths detect divergence at different steps."""
+    z = torch.tensor([[math.nan], [math.inf], [-math.inf], [9.5], [-20.0], [1e30]])
+    a = nets.head(z, torch.ones(1, 1), None, torch.ones(1, 1), None, act)[1]
+    torch.testing.assert_close(a, ACTS[act](z), equal_nan=True, atol=0, rtol=0)

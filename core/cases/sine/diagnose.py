@@ -76,7 +76,7 @@ def diagnose(config: SineConfig, result: RunResult) -> list[Finding]:
                 f"({1 - loss[-1] / half:.1%} lower), and the fit is still {m['rmse_vs_truth'] / NOISE_STD:.1f}× "
                 "the noise std away from sin(x)/2.5. One step size for every weight cannot suit both the "
                 "steep and the flat directions of this loss; Adam scales each weight's step.",
-                {"optimizer": "adam", "lr": 5e-3},
+                {"optimizer": "adam", "lr": 3e-3},
             )
         )
     above = curvature.above_line(m, config.lr)
