@@ -52,7 +52,7 @@ config = ui.build_config(case)
 preset = case.preset_name(config)
 st.caption(
     f"Settings: **{preset or 'custom'}** · device: {ui.badge(device)} · the sweep runs on the CPU (a step is a "
-    "few hundred numbers); the single run on the device"
+    "few hundred numbers), and so does the single run (a step is a few dozen)"
 )
 
 # the current sweep; the posted and fixed sweeps and the pins beside it once it is drawn

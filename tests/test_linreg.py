@@ -1,6 +1,7 @@
 """Case 4 against its oracles: the standalone script (the posted Dataset, its batches and the
-training step in plain PyTorch: F.mse_loss with the posted shapes, torch.optim.Adam), autograd for
-the closed-form loss, PyTorch's own warning, and the post's figures on reduced sweeps."""
+training step in plain PyTorch: F.mse_loss with the posted shapes, torch.optim.Adam), the single run's
+plain PyTorch loop (`plain_single`: autograd, torch.optim, core.train's loop, curvature.Probe), autograd
+for the closed-form loss, PyTorch's own warning, and the post's figures on reduced sweeps."""
 
 import dataclasses
 import json
@@ -16,12 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler
 
-from core import runner
-from core.cases.linreg import CASE, data, script
+from core import curvature, runner
+from core.cases.linreg import CASE, data, script, single
 from core.cases.linreg import config as cfg
 from core.cases.linreg.config import FIXED_REACHES
 from core.cases.linreg.single import SINGLE
 from core.settings import SettingError
+from core.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -140,14 +142,116 @@ def test_the_posted_sweep_equals_float32_plain_runs_within_float_tolerance():
 
 @pytest.mark.parametrize(("shuffle", "bs"), [("true", 7), ("false", 35), ("true", 120)])
 def test_a_single_run_is_its_sweep_entry(shuffle, bs):
-    single = run_single(dataclasses.replace(SMALL, shuffle=shuffle, batch_size=bs))
-    sweep = runner.execute(CASE, SMALL, CPU).frames["sweep"]
+    """The same batches and the same steps (the sweep's engine on one run): the same numbers."""
+    detail = run_single(dataclasses.replace(SMALL, shuffle=shuffle, batch_size=bs))
+    result = runner.execute(CASE, SMALL, CPU)
+    sweep = result.frames["sweep"]
     row = sweep[(sweep["batch_size"] == bs) & (sweep["shuffle"] == (shuffle == "true"))].iloc[0]
-    m = single.metrics
-    assert m["steps_run"] == row["steps"] == single.history["step"].iloc[-1]
-    assert m["slope"] == pytest.approx(row["slope"], abs=1e-5)
-    assert m["intercept"] == pytest.approx(row["intercept"], abs=1e-5)
-    assert m["final_loss"] == pytest.approx(row["final_loss"], rel=1e-4)
+    m = detail.metrics
+    assert m["steps_run"] == row["steps"] == detail.history["step"].iloc[-1]
+    assert m["slope"] == pytest.approx(row["slope"], rel=1e-9)
+    assert m["intercept"] == pytest.approx(row["intercept"], rel=1e-9)
+    assert m["final_loss"] == pytest.approx(row["final_loss"], rel=1e-9)
+    thinned = result.history[(result.history["batch_size"] == bs) & (result.history["shuffle"] == (shuffle == "true"))]
+    losses = detail.history["loss"].to_numpy()[thinned["step"].to_numpy() - 1]
+    np.testing.assert_allclose(losses, thinned["loss"], rtol=1e-9)
+
+
+def plain_single(config, dtype=torch.float32):
+    """The oracle of the single run: the plain PyTorch loop, on the standalone script's data, starting line
+    and shuffling streams. nn.Linear(1, 1)'s weight and bias in `dtype` (float32 as posted), F.mse_loss(preds, y)
+    on each epoch's batches cut from RandomSampler's permutation, torch.optim.Adam or SGD, core.train's loop
+    (which stops at its first check after a NaN or inf loss) and a curvature.Probe measuring the batch
+    sharpness by power iteration on the run's measurement batches. -> RunResult, as the single run builds it."""
+    c = dataclasses.asdict(config)
+    n, bs = config.n_points, config.batch_size
+    x32, y32 = script.make_data(c)
+    x, y = x32.to(dtype), y32.to(dtype)
+    w0, b0 = script.start_line(config.seed)
+    w = torch.tensor([[w0]], dtype=dtype, requires_grad=True)  # nn.Linear(1, 1).weight
+    b = torch.tensor([b0], dtype=dtype, requires_grad=True)
+    adam = config.optimizer == "adam"
+    optimizer = torch.optim.Adam([w, b], lr=config.lr) if adam else torch.optim.SGD([w, b], lr=config.lr)
+    steps, nb = data.steps_for(config, bs), data.n_batches(n, bs)
+    g, shuffle = script.shuffle_generator(config.seed, bs), config.shuffle != "false"
+    batches, shapes, caught = {}, {}, []
+
+    def loss_fn(step):
+        j = step % nb
+        if j == 0:  # a new epoch
+            batches["order"] = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+        idx = batches["order"][j * bs : (j + 1) * bs]
+        if len(idx) == bs:
+            batches["last"] = idx
+        preds, target = F.linear(x[idx], w, b), y[idx]
+        if len(idx) not in shapes:  # the first batch of each length: its shapes and PyTorch's warning
+            shapes[len(idx)] = (tuple(preds.shape), tuple(target.shape))
+            return data.mse_loss_recording(preds, target, caught)
+        return F.mse_loss(*torch.broadcast_tensors(preds, target))  # what mse_loss does, without the warning
+
+    def on(idx):
+        return lambda: F.mse_loss(*torch.broadcast_tensors(F.linear(x[idx], w, b), y[idx]))
+
+    every = curvature.every_for(steps, single.SHARPNESS_MEASUREMENTS)
+    losses = [on(idx) for idx in single.measurement_batches(config)]
+    probe = curvature.Probe(losses, [w, b], optimizer, every=every, steps=steps, seed=config.seed)
+    history = train({"weight": w, "bias": b}, optimizer, loss_fn, steps, check_every=500, sharpness=probe)
+    fit = (float(w.detach()), float(b.detach()))
+    last = (batches["last"], batches["order"])
+    sharp = probe.frame(history.steps_run)
+    return single._single_result(config, history, fit, (w0, b0), shapes, caught, (x32, y32), last, sharp)
+
+
+FAST_AND_PLAIN = {
+    "as-posted, a partial last batch": {"shuffle": "true", "batch_size": 7},
+    "fixed, unshuffled": {"shuffle": "false", "batch_size": 35, "target_shape": "fixed"},
+    "sgd": {"shuffle": "true", "batch_size": 10, "optimizer": "sgd", "lr": 0.3},
+    "sgd diverging": {"shuffle": "true", "optimizer": "sgd", "lr": 10.0, "epochs": 40},
+    "fixed diverging, batch size 1": {"shuffle": "false", "optimizer": "sgd", "lr": 10.0, "target_shape": "fixed",
+                                      "batch_size": 1, "epochs": 400},
+    # past the stability line by little: the loss grows ~1.5x a step, so that where it leaves float32's range
+    # depends on mse_loss summing B² numbers before it divides
+    "slowly diverging, the full batch": {"shuffle": "true", "batch_size": 120, "optimizer": "sgd", "lr": 0.9,
+                                         "epochs": 400},
+    "batch size 1": {"shuffle": "true", "batch_size": 1},
+    "the full data, reshuffled": {"shuffle": "true", "batch_size": 120, "epochs": 30},
+    "steps over several checks": {"shuffle": "both", "batch_size": 13, "budget": "steps", "steps": 1700,
+                                  "target_shape": "fixed", "lr": 0.05},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides", FAST_AND_PLAIN.values(), ids=FAST_AND_PLAIN.keys())
+def test_the_single_run_is_the_plain_pytorch_loop(overrides):
+    """The single run (batch means, closed-form sharpness) against `plain_single`, in float32 as posted
+    (where it stops, rounding aside the same numbers) and in float64 (the same numbers to 1e-8, up to
+    where float32 stopped): every step's loss, the final line, the sharpness the Probe measured, the
+    shapes, PyTorch's warning, the last batch and the last epoch's losses."""
+    config = dataclasses.replace(SMALL, **overrides)
+    fast, plain, exact = run_single(config), plain_single(config), plain_single(config, torch.float64)
+    m, p = fast.metrics, plain.metrics
+    for key in ("steps_run", "diverged", "warning", "broadcast_warning", "shuffle", "initial_slope", "crossed_at"):
+        assert m[key] == p[key], key
+    n = m["steps_run"]
+    assert n == len(fast.history) and (n < data.steps_for(config, config.batch_size)) == m["diverged"]
+    np.testing.assert_allclose(fast.history["loss"], plain.history["loss"], rtol=2e-3, atol=1e-7)
+    np.testing.assert_allclose(fast.history["loss"], exact.history["loss"][:n], rtol=1e-8)
+    line, plain_line = [m["slope"], m["intercept"]], [p["slope"], p["intercept"]]
+    np.testing.assert_allclose(line, plain_line, rtol=1e-4, atol=1e-6)  # NaN where both diverged
+    if not m["diverged"]:
+        np.testing.assert_allclose(line, [exact.metrics["slope"], exact.metrics["intercept"]], rtol=1e-8)
+    # the batch sharpness: the same steps, the Probe's power iterations against the exact eigenvalue
+    sharp, probed = fast.frames["sharpness"], plain.frames["sharpness"]
+    assert len(sharp) > 0 and sharp["step"].tolist() == probed["step"].tolist()
+    columns = ["limit", "lr", "variant", "settled"]
+    pd.testing.assert_frame_equal(sharp[columns], probed[columns])
+    np.testing.assert_allclose(sharp["sharpness"], probed["sharpness"], rtol=1e-4)
+    np.testing.assert_allclose(fast.history["sharpness"], plain.history["sharpness"], rtol=1e-4)
+    assert m["sharpness_max"] == pytest.approx(p["sharpness_max"], rel=1e-4, nan_ok=True)
+    # the shapes and the samples exactly; what depends on the final line within float32's rounding
+    for name in ("shapes", "batch", "pairs", "epoch_losses", "line"):
+        pd.testing.assert_frame_equal(fast.frames[name], plain.frames[name], rtol=1e-4, atol=1e-6, obj=name)
+    for column in ("i", "x", "y"):
+        assert fast.frames["batch"][column].equals(plain.frames["batch"][column])
 
 
 # ---------------------------------------------------------------- the post, reproduced
@@ -533,7 +637,7 @@ def test_the_single_run_is_shuffled_as_posted_unless_the_sweep_is_not():
     ],
 )
 def test_the_single_run_is_the_scripts(overrides):
-    """The app's single run (fused Adam, data on the device) against the standalone script's `single`."""
+    """The app's single run (from batch means, float64) against the standalone script's `single` (float32)."""
     config = dataclasses.replace(SMALL, **overrides)
     app = run_single(config).metrics
     with warnings.catch_warnings():

@@ -15,9 +15,10 @@ Two causes, both measured here:
   from its random start to -4, bug or no bug.
 
 The case's run is the sweep (sweep.py: every batch size trained at once from batch means); one run
-of it at `batch_size` in detail, through autograd and torch.optim, is its task "single" (single.py).
-The standalone script (script.py) is the plain implementation the tests and the benchmark check
-both against.
+of it at `batch_size` in detail (the same steps, from the same batch means, with its shapes, PyTorch's
+warning and its batch sharpness) is its task "single" (single.py). The standalone script (script.py)
+is the plain implementation the tests and the benchmark check both against; the tests check the
+single run against the plain PyTorch loop too (autograd, torch.optim, core.train, curvature.Probe).
 """
 
 from core.case import Case

@@ -79,8 +79,9 @@ RETIRED = {
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as the post uses them
 
-# What a run may cost here (see `check`). Measured on the 2-core CPU: a plain step ~0.1-0.25 ms;
-# a shuffled epoch in the sweep ~15 µs per 1000 samples; the sweep's loop ~15 µs per step.
+# What a run may cost here (see `check`). Measured on the 2-core CPU: a step of the single run ~2 µs (as
+# a plain PyTorch loop it was ~0.4 ms); a shuffled epoch in the sweep ~15 µs per 1000 samples; the
+# sweep's loop ~15 µs per step.
 MAX_PAIRS = 2000  # largest batch whose (B, B) broadcast loss a single run may form (4M floats)
 MAX_SINGLE_STEPS = 50_000
 MAX_RUN_STEPS = 100_000  # the sweep's longest run

@@ -1,12 +1,16 @@
 """Case 4's data and batches: the posted Dataset's tensors, each run's own shuffling stream, the
-budget in steps, and a batch's loss as a quadratic in (w, b) from five batch means."""
+budget in steps, a batch's loss as a quadratic in (w, b) from five batch means, and PyTorch's own
+F.mse_loss on a batch, with its warning."""
 
 from __future__ import annotations
 
 import math
+import threading
+import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from core import nets, rng
 from core.cases.linreg.config import LinregConfig
@@ -104,6 +108,14 @@ def quadratic(means: np.ndarray, broadcast: bool) -> tuple[np.ndarray, ...]:
     return xx, x, (x * y if broadcast else xy), y, yy
 
 
+def gradient_terms(means: np.ndarray, broadcast: bool) -> tuple[np.ndarray, ...]:
+    """The gradient of a batch's loss is affine in (w, b): (d/dw, d/db) = H (w, b) - r, with the
+    Hessian H = 2 [[A, X], [X, 1]] (the same for both losses) and r = 2 (C, Y) (`quadratic`'s
+    coefficients). -> (H_ww, H_wb, r_w, r_b), each of means.shape[:-1]; H_bb is 2."""
+    a, x, c, y, _ = quadratic(means, broadcast)
+    return 2 * a, 2 * x, 2 * c, 2 * y
+
+
 def loss_at(w, b, means: np.ndarray, broadcast: bool) -> np.ndarray:
     """The batches' losses at the line (w, b) (arrays broadcast against means[..., 0])."""
     a, x, c, y, d = quadratic(means, broadcast)
@@ -114,3 +126,18 @@ def steps_needed(config: LinregConfig, start_slope: float) -> int:
     """Adam moves a weight by at most about lr per step: the fewest steps that can carry the
     slope from its start to the true slope."""
     return math.ceil(abs(config.slope - start_slope) / config.lr)
+
+
+_WARNINGS = threading.Lock()  # catch_warnings swaps process-wide state: one capture at a time, kept short
+
+
+def mse_loss_recording(preds: torch.Tensor, y: torch.Tensor, caught: list[str]) -> torch.Tensor:
+    """The real F.mse_loss, with the size warning PyTorch raises appended verbatim to `caught`."""
+    with _WARNINGS, warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        loss = F.mse_loss(preds, y)
+    for r in records:
+        text = str(r.message)
+        if issubclass(r.category, UserWarning) and "target size" in text and text not in caught:
+            caught.append(text)
+    return loss

@@ -21,19 +21,19 @@ from core.cases.linreg.config import BETA1, BETA2, EPS, MAX_RUN_STEPS, MAX_SWEEP
 from core.cases.linreg.data import (
     consecutive_means,
     epoch_orders,
+    gradient_terms,
     init_line,
     loss_at,
     make_data,
     moments,
+    mse_loss_recording,
     n_batches,
-    quadratic,
     shuffle_generator,
     shuffles,
     steps_for,
     steps_needed,
     sweep_sizes,
 )
-from core.cases.linreg.single import mse_loss_recording
 from core.train import Progress, RunResult
 
 
@@ -41,16 +41,27 @@ class BatchMeans:
     """One run's batches as the five means its loss needs, step after step (`take(k)`: the next k).
 
     Drawn epoch by epoch from the run's own generator with `epoch_orders`, so they are the
-    batches that the plain run sees.
+    batches that the plain run sees. `order`: the order of the epoch the last step taken is in (drawn
+    ahead, what is left of the draw is the rest of that epoch). One batch of everything has the same
+    means whatever the order: it is not shuffled, unless `keep_order` asks for its orders all the same.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, generator: torch.Generator):
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator,
+        keep_order: bool = False,
+    ):
         n = len(x)
         self.table = moments(x, y)  # (n, 5)
         self.n, self.bs, self.generator = n, batch_size, generator
         self.starts = np.arange(0, n, batch_size)
         self.counts = (np.minimum(self.starts + batch_size, n) - self.starts)[:, None]  # (nb, 1)
-        self.shuffle = shuffle and len(self.starts) > 1  # one batch of everything: the same sums each epoch
+        self.shuffle = shuffle and (len(self.starts) > 1 or keep_order)
+        self.order = np.arange(n)  # the epoch's order: the data in order until a shuffled epoch is drawn
         self.epoch = consecutive_means(self.table, batch_size)  # (nb, 5): the batches in order
         self.buffer = np.empty((0, 5))
         self.pos = 0  # steps handed out so far
@@ -74,6 +85,7 @@ class BatchMeans:
     def _shuffled(self, epochs: int) -> np.ndarray:
         """(epochs · nb, 5): the batch means of the next `epochs` shuffled epochs."""
         orders = epoch_orders(self.n, epochs, True, self.generator).numpy()  # (E, n)
+        self.order = orders[-1].copy()
         bs = self.bs
         # gather every batch but the first (np.take: 3x faster than fancy indexing here); the first
         # batch is the total minus the others, which halves the work when a batch is most of the data
@@ -87,12 +99,27 @@ class BatchMeans:
 CHUNK = 2048  # steps whose batch means are held at once (memory: CHUNK × runs × 5 numbers)
 
 
+def adam_factors(t0: int, t1: int, lr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Adam's bias corrections of the steps t0 .. t1-1 (from 0): lr / (1 - β1^t) and sqrt(1 - β2^t), t from 1."""
+    t = np.arange(t0 + 1, t1 + 1)
+    return lr / (1 - BETA1**t), np.sqrt(1 - BETA2**t)
+
+
+def adam_step(p, m, v, g, lr_t, root_t):
+    """One step of Adam as torch.optim.Adam computes it, on p (a float, or an array of them) from its
+    gradient g, with Adam's averages m and v and the step's `adam_factors` lr_t and root_t:
+    m.lerp_(g, 1 - β1); v = β2 v + (1 - β2) g²; p -= lr_t · m / (sqrt(v) / root_t + eps). -> (p, m, v)."""
+    m = m + (1 - BETA1) * (g - m)
+    v = BETA2 * v + (1 - BETA2) * g * g
+    return p - lr_t * (m / (v**0.5 / root_t + EPS)), m, v
+
+
 def fit_batched(streams: list[BatchMeans], lengths: np.ndarray, start, config: LinregConfig, on_progress=None):
     """Adam (or SGD) on every run at once from its batch means -> (params (2, runs), [loss of each step]).
 
     Run k takes lengths[k] steps from streams[k]. The runs are sorted longest first, so the runs
-    still training at step t are a prefix of the vectors. Adam as torch.optim.Adam computes it:
-    m.lerp_(g, 1 - β1); v = β2 v + (1 - β2) g²; p -= lr / (1 - β1^t) · m / (sqrt(v) / sqrt(1 - β2^t) + eps).
+    still training at step t are a prefix of the vectors. The gradient is `gradient_terms`'
+    H (w, b) - r, the step `adam_step`'s (or SGD's p - lr g), on vectors of all the runs.
     """
     broadcast = config.target_shape == "as-posted"
     runs = len(lengths)
@@ -102,31 +129,29 @@ def fit_batched(streams: list[BatchMeans], lengths: np.ndarray, start, config: L
     m, v = np.zeros((2, runs)), np.zeros((2, runs))
     total = int(lengths.max())
     losses = [np.empty(n) for n in lengths[order]]
-    beta1, beta2, eps, lr = BETA1, BETA2, EPS, config.lr
+    adam, lr = config.optimizer == "adam", config.lr
 
     t0 = 0
     with np.errstate(all="ignore"):  # a diverging run becomes inf or NaN: a result, not an error
         for end in np.unique(np.r_[lengths, np.arange(CHUNK, total, CHUNK)]):
             live = int(np.count_nonzero(lengths >= end))  # the runs that train for steps t0 .. end-1
             means = np.stack([streams[order[k]].take(end - t0) for k in range(live)], axis=1)  # (L, live, 5)
-            a, x, c, y, _ = quadratic(means, broadcast)  # each (L, live)
-            # the gradient at step t is g = ax[t] · w + x1[t] · b - cy[t]  (rows: d/dw, d/db)
-            ax = 2 * np.stack([a, x], axis=1)  # (L, 2, live)
-            x1 = 2 * np.stack([x, np.ones_like(x)], axis=1)
-            cy = 2 * np.stack([c, y], axis=1)
+            h_ww, h_wb, r_w, r_b = gradient_terms(means, broadcast)  # each (L, live)
+            # the gradient at step t is hw[t] · w + hb[t] · b - r[t]  (rows: d/dw, d/db)
+            hw = np.stack([h_ww, h_wb], axis=1)  # (L, 2, live)
+            hb = np.stack([h_wb, np.full_like(h_wb, 2.0)], axis=1)
+            r = np.stack([r_w, r_b], axis=1)
+            lrs, roots = (f.tolist() for f in adam_factors(t0, end, lr))
             seen = np.empty((end - t0, 2, live))  # the parameters each step saw, for its loss
-            pv, mv, vv = p[:, :live], m[:, :live], v[:, :live]  # views: the updates land in p, m, v
-            for i, t in enumerate(range(t0, end)):
+            pv, mv, vv = p[:, :live], m[:, :live], v[:, :live]
+            for i in range(end - t0):
                 seen[i] = pv
-                g = ax[i] * pv[0] + x1[i] * pv[1] - cy[i]
-                if config.optimizer == "adam":
-                    mv += (1 - beta1) * (g - mv)
-                    vv *= beta2
-                    vv += (1 - beta2) * g * g
-                    denom = np.sqrt(vv) / math.sqrt(1 - beta2 ** (t + 1)) + eps
-                    pv -= (lr / (1 - beta1 ** (t + 1))) * (mv / denom)
+                g = hw[i] * pv[0] + hb[i] * pv[1] - r[i]
+                if adam:
+                    pv, mv, vv = adam_step(pv, mv, vv, g, lrs[i], roots[i])
                 else:
-                    pv -= lr * g
+                    pv = pv - lr * g
+            p[:, :live], m[:, :live], v[:, :live] = pv, mv, vv
             loss = loss_at(seen[:, 0], seen[:, 1], means, broadcast)  # (L, live)
             for k in range(live):
                 losses[k][t0:end] = loss[:, k]

@@ -46,11 +46,13 @@ def detail_note(config: LinregConfig, detail: RunResult) -> str:
     """The single run in one sentence: its batch, its shuffling, its steps and where it ended."""
     d = detail.metrics
     how = "shuffled" if d["shuffle"] else "not shuffled"
+    optimizer = "Adam" if config.optimizer == "adam" else "SGD"
     return (
         f"Batch size **{d['batch_size']}**, {how}"
         + (" (the sweep trains both; this run is shuffled, as the posted code was)" if config.shuffle == "both" else "")
-        + f": {d['steps_run']:,} steps of the plain PyTorch loop (`F.mse_loss(preds, y)`, `torch.optim.Adam`) "
-        f"ended at slope **{d['slope']:.3f}** and intercept **{d['intercept']:.3f}**."
+        + f": {d['steps_run']:,} steps of `F.mse_loss(preds, y)` and `torch.optim.{optimizer}`, computed from "
+        f"batch means as the sweep computes its runs, ended at slope **{d['slope']:.3f}** and intercept "
+        f"**{d['intercept']:.3f}**."
     )
 
 
