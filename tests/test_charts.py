@@ -170,3 +170,25 @@ def test_legends_wrap_instead_of_being_cut_at_1024_px():
     runs = {n: frame for n in ("current", "as-posted", "pin 1", "pin 2", "pin 3")}
     spec = charts.loss_chart(runs, title="Loss; dashed: the optimum").to_dict()
     assert spec["config"]["legend"]["columns"] == charts.LEGEND_COLUMNS < len(runs)
+
+
+def test_a_long_loss_line_is_sent_at_screen_resolution_with_its_spikes_and_ends():
+    """Issue 17: a chart re-embeds in the browser per row; a 10,000-step history is drawn from about
+    2 rows per pixel column, keeping each bucket's extremes: a one-step spike, the lowest loss, the
+    first and last steps and the step where the run diverged."""
+    steps = np.arange(1, 10_001)
+    loss = np.exp(-steps / 3000) + 0.01 * np.sin(steps)
+    loss[4321] = 50.0  # a one-step spike between thinned rows
+    loss[9000:] = np.nan  # diverged
+    kept = charts.envelope(pd.DataFrame({"step": steps, "loss": loss}), "loss")
+    assert len(kept) <= 2 * charts.PIXELS + 80
+    assert 4322 in set(kept["step"]) and kept["loss"].max() == 50.0
+    assert np.nanmin(kept["loss"]) == np.nanmin(loss)
+    assert kept["step"].iloc[0] == 1 and kept["step"].iloc[-1] == 10_000 and 9001 in set(kept["step"])
+    assert kept["step"].is_monotonic_increasing
+    short = pd.DataFrame({"step": steps[:300], "loss": loss[:300]})
+    assert charts.envelope(short, "loss") is short  # nothing to save: the rows as they are
+
+    spec = charts.loss_chart({"current": pd.DataFrame({"step": steps, "loss": loss})}).to_dict()
+    (rows,) = spec["datasets"].values()
+    assert len(rows) <= 2 * charts.PIXELS + 80 and max(r["loss"] for r in rows) == 50.0

@@ -111,6 +111,38 @@ def thin(df: pd.DataFrame, max_rows: int = 1500) -> pd.DataFrame:
     return df.iloc[idx]
 
 
+PIXELS = 400  # a loss line's row budget is about this many x buckets: a half-page chart is ~600 px wide
+
+
+def envelope(df: pd.DataFrame, column: str, buckets: int = PIXELS) -> pd.DataFrame:
+    """At most ~2·`buckets` rows of a long history, drawn as the full one is: the rows are split into
+    `buckets` runs of consecutive rows, and each keeps its lowest and its highest `column` value (in
+    their order), plus the first and the last row. A spike or a diverging step stays on the chart,
+    where `thin` could step over it; non-finite values count as the highest (a NaN row is kept, so a
+    line still ends where the run diverged). Fewer rows to send, decode and draw (issue 17)."""
+    n = len(df)
+    if n <= 2 * buckets + 2:
+        return df
+    v = df[column].to_numpy(dtype=float)
+    finite = np.isfinite(v)
+    lo_key = np.where(finite, v, np.inf)
+    hi_key = np.where(finite, v, -np.inf)
+    hi_key[~finite] = np.inf  # a NaN or inf is the bucket's "highest": kept
+    edges = np.linspace(0, n, buckets + 1).astype(int)
+    starts = edges[:-1]
+    lo = np.minimum.reduceat(lo_key, starts)
+    hi = np.maximum.reduceat(hi_key, starts)
+    which = np.repeat(np.arange(buckets), np.diff(edges))
+    keep = np.zeros(n, dtype=bool)
+    # the first row of each bucket that reaches its low and its high
+    for target, key in ((lo, lo_key), (hi, hi_key)):
+        hit = key == target[which]
+        first = np.flatnonzero(hit & ~np.r_[False, hit[:-1] & (which[1:] == which[:-1])])
+        keep[first] = True
+    keep[[0, n - 1]] = True
+    return df.iloc[np.flatnonzero(keep)]
+
+
 def ema(values, smoothing: float) -> np.ndarray:
     """TensorBoard's smoothing: the debiased exponential moving average
     ema_t = s·ema_(t-1) + (1 - s)·v_t, divided by 1 - s^t, where t counts the finite values so far.
@@ -158,7 +190,10 @@ def loss_layers(
         frame = pd.DataFrame({field: h[field].to_numpy(), y: h[y].to_numpy(dtype=float)})
         if smoothing > 0:
             frame["smoothed"] = ema(frame[y], smoothing)
-        frames[name] = thin(frame, per_run)
+        # the row budget: per_run, and fewer where the screen cannot show them (`envelope`)
+        frames[name] = envelope(frame, y)
+        if len(frames[name]) > per_run:
+            frames[name] = thin(frames[name], per_run)
     empty = {field: [], y: [], **({"smoothed": []} if smoothing > 0 else {}), "run": []}
     data = pd.concat([f.assign(run=n) for n, f in frames.items()], ignore_index=True) if frames else pd.DataFrame(empty)
 
