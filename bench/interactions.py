@@ -208,6 +208,14 @@ def nudge_lr(page, case_name: str) -> tuple[float | None, float, float | None] |
     return settle(page)
 
 
+def revisit(page, case) -> tuple[float | None, float, float | None]:
+    """To the home page and back through the sidebar's links (no page load: the same session and
+    frontend); the time of the way back, whose results are all cached."""
+    links = page.locator('[data-testid="stSidebar"] a')
+    click(page, links.filter(has_text="Home"))
+    return click(page, links.filter(has_text=case.short))
+
+
 def training_seconds(case, config) -> float:
     """One run of these settings in this process (the page's cache is not involved)."""
     import dataclasses
@@ -239,6 +247,7 @@ def page_interactions(page, url: str, case, repeat: int, train: Callable) -> lis
     ready = css_key(case.name + "._pin")
     add("open (cold)", open_page(page, f"{url}/{path}", ready), run_kind, case.page_preset("as-posted"))
     add("open (cached)", open_page(page, f"{url}/{path}", ready))
+    add("revisit (sidebar)", revisit(page, case))
     presets = [p for p in case.presets if p != "as-posted"]
     for name in presets:
         button = page.locator(f"{css_key(f'{case.name}.load.{name}')} button")
@@ -265,6 +274,23 @@ def page_interactions(page, url: str, case, repeat: int, train: Callable) -> lis
     if finder.count():
         add("range test", click(page, finder), run_kind)
     return out
+
+
+def home_page(browser, url: str) -> list[Timing]:
+    """The home page opened by URL twice (its second load: the browser's own caches warm): what any page
+    load costs before a page has anything to train or draw (Streamlit's frontend starting, the session's
+    first script run), the floor under every "open" row."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.add_init_script(_PROBE.replace("AFTER_DRAWN_TEXT", json.dumps(AFTER_DRAWN)))
+    page = context.new_page()
+    try:
+        out = []
+        for label in ("first load", "reload"):
+            first, final, current = open_page(page, url)
+            out.append(Timing("home", f"open ({label})", first, final, current_s=current))
+        return out
+    finally:
+        context.close()
 
 
 def counts(names: list[str], repeat: int) -> dict[str, int]:
@@ -310,6 +336,8 @@ def measure(
             per_page = counts(names, repeat)
             for r in range(max(per_page.values())):
                 with server({"CLINIC_OFFLINE": "1"}) as (url, _):
+                    got = home_page(browser, url)  # the floor: a page load with nothing to train or draw
+                    timings += got
                     for name in [n for n, k in per_page.items() if k > r]:
                         case = registry.get(name)
                         context = browser.new_context(viewport=VIEWPORT)

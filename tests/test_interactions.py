@@ -46,9 +46,11 @@ def test_one_pass_over_a_page_finds_every_standard_interaction():
     timings, _ = interactions.measure(["poly"], repeat=1, log=lambda line: None)
     actions = [t.action for t in timings]
     case = registry.get("poly")
-    expected = ["open (cold)", "open (cached)", "diagnosis fix", "lr one notch", "pin", "export panel", "range test"]
+    expected = ["open (cold)", "open (cached)", "revisit (sidebar)", "diagnosis fix", "lr one notch", "pin"]
+    expected += ["export panel", "range test", "open (first load)", "open (reload)"]  # the last two: the home page
     expected += [f"preset {p} (uncached)" for p in case.presets if p != "as-posted"]
     assert set(expected) <= set(actions), (set(expected) - set(actions), timings)
+    assert {t.page for t in timings} == {"home", "poly"}
     for t in timings:
         assert t.final_s >= 0 and (t.first_s is None or 0 <= t.first_s <= t.final_s + 1e-3), t
     assert all(t.train_s and t.train_s > 0 for t in timings if t.action.endswith("(uncached)"))
