@@ -64,7 +64,7 @@ def test_the_cli_reads_a_csv_path(tmp_path, monkeypatch):
 
 def test_sine_trains_on_uploaded_points(cpu):
     x = np.linspace(-3, 3, 300)
-    config = dataclasses.replace(SINE.presets["fixed"], points=tuple(zip(x, np.abs(x), strict=True)), steps=1500)
+    config = dataclasses.replace(SINE.presets["fixed"], points=tuple(zip(x, np.abs(x), strict=True)), steps=2000)
     result = runner.execute(SINE, config, cpu)
     fit = result.frames["fit"]
     assert fit["x"].min() == pytest.approx(-3) and fit["x"].max() == pytest.approx(3)
