@@ -39,16 +39,16 @@ _lock = threading.Lock()
 _kernels: tuple | None = None
 
 
-def applies(x: torch.Tensor, w1: torch.Tensor, act: str) -> bool:
+def applies(x: torch.Tensor, w1: torch.Tensor, act: str, *others: torch.Tensor | None) -> bool:
+    """Whether the compiled pair computes this layer: numba there and on, one float32 input on the CPU, and
+    every other tensor given (`others`: b1, w2, b2, None where absent) float32 on the CPU too."""
     return (
         numba is not None
         and os.environ.get("CLINIC_KERNELS", "1") != "0"
         and act in ACTS
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and w1.dtype == torch.float32
         and x.dim() == 2
         and x.shape[1] == 1
+        and all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in (x, w1, *others))
     )
 
 
