@@ -77,6 +77,7 @@ def top_eigenvalue(
     generator: torch.Generator | None = None,
     precondition: Sequence[torch.Tensor] | None = None,
     start: Sequence[torch.Tensor] | None = None,
+    hessian: Callable[[], Callable[[list[torch.Tensor]], list[torch.Tensor | None]]] | None = None,
 ) -> Sharpness:
     """The largest eigenvalue of the Hessian of `loss_fn()` in `params`, at their current values.
 
@@ -86,6 +87,9 @@ def top_eigenvalue(
     eigenvalue is then that of P⁻¹ᐟ² H P⁻¹ᐟ² (the same spectrum as P⁻¹H).
     generator: draws the random start vector (default: a fresh generator seeded 0, never the
     global one); start: a start vector instead (e.g. the last measurement's `vector`).
+    hessian: where the caller has a faster exact product (core/kernels.py's `head_hessian`): called
+    once at these weights, it returns v -> H v (one tensor per parameter, None for zero) and
+    replaces the double backward of `loss_fn`.
 
     Power iteration finds the eigenvalue largest in magnitude; when that one is negative, Lanczos
     (`_lanczos`) finds the largest. The cost is one backward pass with create_graph and then one
@@ -95,26 +99,37 @@ def top_eigenvalue(
     saved = [p.grad for p in params]
     try:
         with torch.enable_grad():
-            return _top(loss_fn, params, iters, tol, generator, precondition, start)
+            return _top(loss_fn, params, iters, tol, generator, precondition, start, hessian)
     finally:
         for p, g in zip(params, saved, strict=True):
             p.grad = g
 
 
-def _top(loss_fn, params, iters, tol, generator, precondition, start) -> Sharpness:
+def _autograd_hessian(loss_fn, params) -> Callable[[list[torch.Tensor]], list[torch.Tensor | None]]:
+    """v -> H v by double backward: one backward pass with create_graph now, one more per product."""
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)  # never touches .grad
     live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]  # the others: zero rows
+
+    def product(u: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        if not live:
+            return [None] * len(params)
+        return list(
+            torch.autograd.grad(
+                [grads[i] for i in live], params, [u[i] for i in live], retain_graph=True, allow_unused=True
+            )
+        )
+
+    return product
+
+
+def _top(loss_fn, params, iters, tol, generator, precondition, start, hessian=None) -> Sharpness:
+    product = hessian() if hessian is not None else _autograd_hessian(loss_fn, params)
     roots = [d.sqrt() for d in precondition] if precondition is not None else None
 
     def hessian_times(v: list[torch.Tensor]) -> list[torch.Tensor]:  # (P^-1/2 H P^-1/2) v
         u = [x * r for x, r in zip(v, roots, strict=True)] if roots is not None else v
-        hv = [torch.zeros_like(p) for p in params]
-        if live:
-            got = torch.autograd.grad(
-                [grads[i] for i in live], params, [u[i] for i in live], retain_graph=True, allow_unused=True
-            )
-            hv = [h if h is not None else z for h, z in zip(got, hv, strict=True)]
+        hv = [h if h is not None else torch.zeros_like(p) for h, p in zip(product(u), params, strict=True)]
         return [h * r for h, r in zip(hv, roots, strict=True)] if roots is not None else hv
 
     if start is not None:
@@ -298,8 +313,12 @@ class Probe:
         seed: int = 0,
         iters: int = ITERS,
         tol: float = TOL,
+        hessians: Sequence[Callable | None] | None = None,
     ):
+        """hessians: beside each loss function, a faster exact Hessian-vector product or None (see
+        `top_eigenvalue`'s `hessian`)."""
         self.loss_fns, self.params, self.optimizer = list(loss_fns), list(params), optimizer
+        self.hessians = list(hessians) if hessians is not None else [None] * len(self.loss_fns)
         self.due = set(schedule(steps, every).tolist())
         self.generator = torch.Generator().manual_seed(seed)
         self.iters, self.tol = iters, tol
@@ -326,8 +345,9 @@ class Probe:
                 generator=self.generator,
                 precondition=pre,
                 start=s,
+                hessian=hv,
             )
-            for f, s in zip(self.loss_fns, self._starts, strict=True)
+            for f, s, hv in zip(self.loss_fns, self._starts, self.hessians, strict=True)
         ]
         self._starts = [m.vector if math.isfinite(m.value) else None for m in each]
         self.records.append((step, each[0] if len(each) == 1 else _mean(each)))

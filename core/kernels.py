@@ -1,4 +1,4 @@
-"""One compiled kernel pair for the layer that dominates case 1: a hidden layer fed by a single input,
+"""Compiled kernels for the layer that dominates case 1: a hidden layer fed by a single input,
 followed by a single linear output (1-128-1 on 4000 points, as posted).
 
 Why: that layer's work is 512k activations a step, and in torch every elementwise pass over them is a
@@ -15,6 +15,11 @@ data are accumulated in float32 blocks added in float64. tests/test_nets.py comp
 gradients with float64 autograd, NaN and saturation included; tests/test_sine.py whole runs with the
 torch path.
 
+The sharpness measurement's Hessian-vector product of the same layer (`head_hessian`, Pearlmutter's
+R-operator written out) is compiled too: one pass over the activations per product instead of a double
+backward through the torch layers (~10x fewer seconds); tests/test_nets.py checks it against float64
+double backward, tests/test_sine.py the sharpness of whole runs.
+
 Used only where it applies (numba importable, CPU, float32, one input, tanh / relu / identity); every
 other layer runs the torch code in core/nets.py. CLINIC_KERNELS=0 turns it off (the tests' oracle).
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -144,7 +150,58 @@ def _build() -> tuple:
             db[j] = sb[j]
             dv[j] = sv[j]
 
-    return jit(forward), jit(backward)
+    def hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, hw, hb, hv):
+        """The Hessian of L = sum_i l_i(z_i) in (w, b, v, c) times the vector (vw, vb, vv, vc), by
+        Pearlmutter's R-operator, with g1 = dl_i/dz_i, g2 = d2l_i/dz_i2 (a separable loss) and the
+        activations a at the weights: Ru = x vw + vb, Rz = sum_j vv a + v act'(u) Ru + vc;
+        Hv_v = sum_i g2 Rz a + g1 act' Ru,  Hv_b = sum_i g2 Rz v act' + g1 (vv act' + v act'' Ru),
+        Hv_w = the same weighted by x_i, Hv_c = sum_i g2 Rz (returned). act', act'' from the output a."""
+        n, h = a.shape
+        sw, sb, sv = np.zeros(h, np.float64), np.zeros(h, np.float64), np.zeros(h, np.float64)
+        bw, bb, bv = np.empty(h, np.float32), np.empty(h, np.float32), np.empty(h, np.float32)
+        d, e, ru = np.empty(h, np.float32), np.empty(h, np.float32), np.empty(h, np.float32)
+        sc = 0.0
+        for start in range(0, n, BLOCK):
+            bw[:] = 0
+            bb[:] = 0
+            bv[:] = 0
+            for i in range(start, min(start + BLOCK, n)):
+                xi = x[i]
+                row = a[i]
+                rz = np.float32(0)
+                for j in range(h):
+                    aj = row[j]
+                    dj = np.float32(1)
+                    ej = np.float32(0)
+                    if act == 1:
+                        dj = np.float32(1) - aj * aj
+                        ej = np.float32(-2) * aj * dj
+                    elif act == 2:
+                        dj = np.float32(0) if aj <= 0 else np.float32(1)
+                    r = xi * vw[j] + vb[j]
+                    d[j] = dj
+                    e[j] = ej
+                    ru[j] = r
+                    rz += vv[j] * aj + v[j] * dj * r
+                q = g2[i] * (rz + vc)
+                p = g1[i]
+                sc += q
+                for j in range(h):
+                    t = q * v[j] * d[j] + p * (vv[j] * d[j] + v[j] * e[j] * ru[j])
+                    bb[j] += t
+                    bw[j] += t * xi
+                    bv[j] += q * row[j] + p * d[j] * ru[j]
+            for j in range(h):
+                sw[j] += bw[j]
+                sb[j] += bb[j]
+                sv[j] += bv[j]
+        for j in range(h):
+            hw[j] = sw[j]
+            hb[j] = sb[j]
+            hv[j] = sv[j]
+        return sc
+
+    return jit(forward), jit(backward), jit(hessian)
 
 
 def _get() -> tuple:
@@ -163,7 +220,7 @@ def _flat(t: torch.Tensor | None, size: int) -> np.ndarray:
 
 def head_forward(x, w1, b1, w2, b2, act: str) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (z (n, 1), a (n, h)) as core/nets.py's head computes them."""
-    forward, _ = _get()
+    forward, _, _ = _get()
     n, h = x.shape[0], w1.shape[1]
     a = torch.empty(n, h, dtype=torch.float32)
     z = torch.empty(n, 1, dtype=torch.float32)
@@ -174,7 +231,7 @@ def head_forward(x, w1, b1, w2, b2, act: str) -> tuple[torch.Tensor, torch.Tenso
 
 def head_backward(x, w1, w2, a, gz, act: str, need_x: bool):
     """-> (dx (n, 1) or None, dw1 (1, h), db1 (h,), dw2 (h, 1))."""
-    _, backward = _get()
+    _, backward, _ = _get()
     n, h = a.shape
     dw, db, dv = torch.empty(1, h), torch.empty(h), torch.empty(h, 1)
     dx = torch.empty(n, 1) if need_x else torch.empty(1, 1)
@@ -183,3 +240,39 @@ def head_backward(x, w1, w2, a, gz, act: str, need_x: bool):
         dw.numpy().reshape(-1), db.numpy(), dv.numpy().reshape(-1), dx.numpy().reshape(-1),
     )  # fmt: skip
     return (dx if need_x else None), dw, db, dv
+
+
+def head_hessian(x, w1, b1, w2, b2, act: str, loss: Callable[[torch.Tensor], torch.Tensor]):
+    """The Hessian-vector product of `loss(z)` in the head's weights (core/nets.py's `head`:
+    z = act(x w1 + b1) w2 + b2, one input, one output), at their current values. loss: z (n, 1) -> the
+    scalar loss, a sum or mean over the points of a function of each z_i (so that its Hessian in z is
+    diagonal: its diagonal is taken by autograd on z alone). -> hv([vw1, vb1, vw2, vb2]) -> the
+    products for w1, b1, w2, b2, shaped as the weights; an absent bias (None) takes a None direction
+    and gives None. The activations are computed once here: each product is then one pass over them."""
+    _, _, hessian = _get()
+    n, h = x.shape[0], w1.shape[1]
+    z, a = head_forward(x, w1, b1, w2, b2, act)
+    z.requires_grad_()
+    with torch.enable_grad():
+        (g1,) = torch.autograd.grad(loss(z), z, create_graph=True)
+        g2 = torch.autograd.grad(g1.sum(), z, allow_unused=True)[0] if g1.requires_grad else None
+    g2 = torch.zeros_like(z) if g2 is None else g2
+
+    def points(g):  # force: autograd's second derivative of a piecewise-linear loss is a ZeroTensor
+        return np.ascontiguousarray(g.detach().reshape(-1).numpy(force=True), dtype=np.float32)
+
+    xs, w, b, v, a_ = _flat(x, n), _flat(w1, h), _flat(b1, h), _flat(w2, h), a.numpy()
+    p, q, code = points(g1), points(g2), ACTS[act]
+
+    def hv(vs):
+        vw1, vb1, vw2, vb2 = vs
+        hw, hb, hv_ = torch.empty(1, h), torch.empty(h), torch.empty(h, 1)
+        vc = np.float32(vb2.reshape(-1)[0].item()) if vb2 is not None else np.float32(0)
+        c = hessian(
+            xs, w, b, v, a_, p, q, code, _flat(vw1, h), _flat(vb1, h), _flat(vw2, h), vc,
+            hw.numpy().reshape(-1), hb.numpy(), hv_.numpy().reshape(-1),
+        )  # fmt: skip
+        hc = torch.full((1,), c, dtype=torch.float32) if b2 is not None else None
+        return [hw, hb if b1 is not None else None, hv_, hc]
+
+    return hv

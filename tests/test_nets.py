@@ -136,6 +136,46 @@ def test_the_compiled_tanh_stays_within_rounding_of_torch_tanh():
     assert (a.double() - torch.tanh(z.squeeze(1).double())).abs().max().item() < 3e-7
 
 
+LOSSES = {  # separable losses of the output z, with and without an output tanh
+    "sse": lambda z, y: (z - y).pow(2).sum(),
+    "mean-tanh": lambda z, y: (torch.tanh(z) - y).pow(2).mean(),
+    "l1": lambda z, y: (z - y).abs().mean(),
+    "l1-tanh": lambda z, y: (torch.tanh(z) - y).abs().sum(),
+}
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("act", KERNEL_ACTS)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_the_compiled_hessian_vector_product_matches_float64_double_backward(act, bias, loss):
+    """head_hessian's H v against PyTorch's double backward of the same loss, in float64, for random
+    directions: the sharpness measurement's product."""
+    x, w1, b1, w2, b2, y = tensors(400, 1, 64, bias, seed=5)
+    weights = [t for t in (w1, b1, w2, b2) if t is not None]
+    ref = [t.clone().requires_grad_() for t in weights]
+    it = iter(ref)
+    w1r, b1r, w2r, b2r = (next(it) if t is not None else None for t in (w1, b1, w2, b2))
+    z_ref = F.linear(ACTS[act](F.linear(x, w1r.t(), b1r)), w2r.t(), b2r)
+    g = torch.autograd.grad(LOSSES[loss](z_ref, y), ref, create_graph=True)
+    product = kernels.head_hessian(
+        *(t.float() if t is not None else None for t in (x, w1, b1, w2, b2)), act, lambda z: LOSSES[loss](z, y.float())
+    )
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        vs = [torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in weights]
+        want = torch.autograd.grad(g, ref, vs, retain_graph=True, allow_unused=True)
+        it = iter(vs)
+        got = product([next(it).float() if t is not None else None for t in (w1, b1, w2, b2)])
+        assert [h is None for h in got] == [t is None for t in (w1, b1, w2, b2)]
+        got = [h for h in got if h is not None]
+        scale = max(float(h.abs().max()) for h in want if h is not None)
+        for h, h_ref in zip(got, want, strict=True):
+            h_ref = torch.zeros_like(h.double()) if h_ref is None else h_ref
+            assert h.shape == h_ref.shape
+            torch.testing.assert_close(h.double(), h_ref, atol=1e-5 * scale, rtol=1e-4)
+
+
 def test_the_compiled_head_is_used_only_where_it_applies(monkeypatch):
     x32, w32 = torch.zeros(4, 1), torch.zeros(1, 3)
     assert not kernels.applies(x32.double(), w32.double(), "tanh")  # float64: the torch path

@@ -157,6 +157,20 @@ def test_the_live_curve_is_the_charts_mse_not_the_sum(cpu):
     assert result.metrics["final_loss"] == pytest.approx(config.n_points * result.metrics["final_mse"], rel=1e-4)
 
 
+@pytest.mark.parametrize("preset", ["as-posted", "fixed"])
+def test_the_compiled_hessian_measures_the_same_sharpness(preset, cpu, monkeypatch):
+    """The sharpness measured with core/kernels.py's compiled Hessian-vector product against the same
+    run measured by double backward: the same steps, power iterations and values (float32 rounding)."""
+    config = dataclasses.replace(CASE.presets[preset], steps=300)
+    fast = sine.run(config, cpu)
+    monkeypatch.setattr(sine, "compiled_hessian", lambda *args: None)
+    reference = sine.run(config, cpu)
+    a, b = fast.frames["sharpness"], reference.frames["sharpness"]
+    assert len(a) >= 3 and list(a["step"]) == list(b["step"])
+    assert list(a["iterations"]) == list(b["iterations"])
+    np.testing.assert_allclose(a["sharpness"], b["sharpness"], rtol=1e-4)
+
+
 @pytest.mark.parametrize("preset", ["as-posted", "answer", "fixed"])
 def test_the_compiled_layer_changes_no_metric(preset, cpu, monkeypatch):
     """core/kernels.py's compiled layer against the torch layers it replaces, on 400 steps of each

@@ -121,8 +121,8 @@ def cost(config: SineConfig) -> Cost:
     part, the activations (n x every hidden width: tanh dominates), the hidden-to-hidden matmuls and the
     weights' update. A compiled step (`compiled`): the fixed part and one pass over the activations, about
     2.5x slower per number once they no longer fit in the caches. Plus the sharpness measurements (their
-    Hessian-vector products run the torch layers), the saturation records (one pass over the
-    activations, at most 150 of them), the set-up and the final evaluation."""
+    Hessian-vector products: compiled too, or the torch layers twice differentiated), the saturation
+    records (one pass over the activations, at most 150 of them), the set-up and the final evaluation."""
     n, widths = size(config), config.hidden
     weights = sum(a * b for a, b in itertools.pairwise((1, *widths, 1)))
     activations = n * sum(widths)
@@ -130,10 +130,13 @@ def cost(config: SineConfig) -> Cost:
     step = torch_step
     if compiled(config):
         step = 4e-4 + (1.1e-9 if activations <= 2_000_000 else 2.7e-9) * activations + 3e-9 * weights
-    # power iterations: ~2 for a warm start, up to ~30 for the first (random) start; each one a
-    # Hessian-vector product (a double backward) of ~2.7 torch steps
-    hvps = 2 * sharpness_measurements(config.steps) + 15
-    sharpness = hvps * 2.7 * torch_step
+    # power iterations: ~2 for a warm start, 3 to 30 for the first (random) start; each one a
+    # Hessian-vector product: a double backward of ~2.7 torch steps, or one compiled pass that only reads
+    # the activations (~1 ns a number; each measurement first computes them: a compiled step)
+    m = sharpness_measurements(config.steps)
+    hvps = 2 * m + 10
+    hvp = 1e-4 + 1e-9 * activations if compiled(config) else 2.7 * torch_step
+    sharpness = hvps * hvp + (m * step if compiled(config) else 0.0)
     records = min(config.steps, 150) * 3.5e-9 * activations
     return Cost(0.3 + config.steps * step + sharpness + records, "steps")
 

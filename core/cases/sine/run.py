@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import curvature, lrfind, nets, rng
+from core import curvature, kernels, lrfind, nets, rng
 from core.cases.sine.config import LR_RANGE, SineConfig, sharpness_measurements, size, x_range
 from core.train import History, Progress, RunResult, history_frame, train
 
@@ -78,8 +78,40 @@ def forward(params, x, config: SineConfig, plain: bool = False):
     else:
         z, a = nets.head(a, w1, b1, w2, b2, config.activation)
     hidden.append(a)
-    y_pred = torch.tanh(z) if config.output_activation == "tanh" else z
-    return y_pred, hidden, z
+    return output(z, config), hidden, z
+
+
+def output(z: torch.Tensor, config: SineConfig) -> torch.Tensor:
+    """The prediction from the output layer's pre-activation."""
+    return torch.tanh(z) if config.output_activation == "tanh" else z
+
+
+def compiled_hessian(params, x, y, config: SineConfig):
+    """For the sharpness: the compiled Hessian-vector product of the training loss (core/kernels.py's
+    `head_hessian`) where the network is one hidden layer the compiled kernels take; else None (the
+    measurement then runs double backward through `forward(..., plain=True)`)."""
+    if len(config.hidden) != 1:
+        return None
+    w1, b1, w2, b2 = (params.get(k) for k in ("layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias"))
+    if not kernels.applies(x, w1, config.activation, b1, w2, b2):
+        return None
+    order = [k for k in params]  # the probe's parameter order
+    names = ("layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias")
+
+    def make():
+        with torch.no_grad():
+            product = kernels.head_hessian(
+                x, w1, b1, w2, b2, config.activation, lambda z: loss_of(output(z, config), y, config.loss)
+            )
+
+        def hv(vs):
+            by_name = dict(zip(order, vs, strict=True))
+            got = dict(zip(names, product([by_name.get(k) for k in names]), strict=True))
+            return [got[k] for k in order]
+
+        return hv
+
+    return make
 
 
 def loss_of(y_pred, y, kind: str):
@@ -155,6 +187,7 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
         every=curvature.every_for(config.steps, sharpness_measurements(config.steps)),
         steps=config.steps,
         seed=config.seed,
+        hessians=[compiled_hessian(params, x, y, config)],
     )
 
     def progress(p: Progress) -> None:  # the live curve in the charts' unit: MSE, whatever loss is minimised
