@@ -98,7 +98,9 @@ if not problems:
     for label, pin_config in view.pin_details(runs, ui.pinned(case)).items():  # each pin's run, overlaid
         details[label] = ui.run(case, pin_config, device, label=f"Pinned run {label}: its run in detail", task=SINGLE)
     shown = ui.loss_view(case)  # the loss chart's smoothing and scale
-    figures = ui.figures(case.figures, runs, details=details, **shown)  # all of them, each run in one colour throughout
+    # the details' charts beside the sweeps' drawn above (a new dict: the cached ones are shared), each run in
+    # the colour it has there
+    figures = {**figures, **ui.figures(case.figures, runs, details=details, sweep_charts=False, **shown)}
     d = detail.metrics
     st.markdown(view.detail_note(config, detail))
     if d["diverged"]:

@@ -536,6 +536,10 @@ def test_the_pages_figures_with_pins_overlaid(bs):
     details = {name: run_single(configs[name]) for name in ("current", "pin 1")}
     figures = charts.figures(runs, details)
     assert list(figures) == ["slope", "intercept", "final_loss", "steps", "fit", "loss", "sharpness", "pairs", "meant"]
+    # the page builds the details' charts on their own once the sweeps' are drawn: the same charts
+    alone = charts.figures(runs, details, sweep_charts=False)
+    assert list(alone) == ["fit", "loss", "sharpness", "pairs", "meant"]
+    assert all(alone[k].to_dict() == figures[k].to_dict() for k in alone)
     for name in ("slope", "intercept", "final_loss", "steps", "loss"):
         assert {"current", "fixed", "pin 1"} & _domains(figures[name]) == (
             {"current", "pin 1"} if name == "loss" else {"current", "fixed", "pin 1"}

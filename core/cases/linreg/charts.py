@@ -24,6 +24,7 @@ def figures(
     details: Mapping[str, RunResult] | None = None,
     smoothing: float = 0.0,
     log_scale: bool = True,
+    sweep_charts: bool = True,
 ) -> dict:
     """The page's charts by name (the page lays them out; `python -m core figures` writes them).
 
@@ -32,7 +33,8 @@ def figures(
     with the others' overlaid, and the differences its loss averages. Without `details`, the single runs
     among `runs` are the details, and the sweep charts are drawn only when the first run is a sweep (so
     the CLI's figures of a single run are that run's charts). A run has one colour in every chart.
-    smoothing, log_scale: the loss chart's (see `core.charts.loss_layers`).
+    smoothing, log_scale: the loss chart's (see `core.charts.loss_layers`). sweep_charts=False: only the
+    details' charts, for a page that has drawn the sweeps' already (building them costs ~0.3 s).
     """
     sweeps = {name: r for name, r in runs.items() if "sweep" in r.frames}
     if details is None:
@@ -41,7 +43,7 @@ def figures(
             sweeps = {}
     order = list(dict.fromkeys([*sweeps, *details]))  # every run: a pin without a detail shifts no colours
     out = {}
-    if sweeps:
+    if sweeps and sweep_charts:
         ref = next(iter(sweeps.values())).frames["reference"].iloc[0]
         floor, needed = ref["loss_floor"], ref["steps_needed"]
         out |= {
