@@ -192,3 +192,27 @@ def test_a_long_loss_line_is_sent_at_screen_resolution_with_its_spikes_and_ends(
     spec = charts.loss_chart({"current": pd.DataFrame({"step": steps, "loss": loss})}).to_dict()
     (rows,) = spec["datasets"].values()
     assert len(rows) <= 2 * charts.PIXELS + 80 and max(r["loss"] for r in rows) == 50.0
+
+
+def test_the_live_curve_keeps_one_spec_for_a_run_and_sends_only_its_rows():
+    """Issue 17: while a run trains, its curve is redrawn every 0.25 s. With the same spec each time,
+    Streamlit's frontend swaps the view's data instead of embedding a new view; so the spec must not
+    depend on the loss so far (no tick list, no dataset name), only on the run's name and length."""
+    import altair as alt
+
+    steps = np.arange(1, 5001)
+    loss = np.exp(-steps / 800) * 3
+    loss[2500] = 40.0  # a spike
+    loss[4000:] = np.nan  # diverged
+    early, late = charts.live_frame(loss[:30]), charts.live_frame(loss)
+    spec = charts.live_loss_spec("MSE", 5000)
+    assert spec == charts.live_loss_spec("MSE", 5000) and "data" not in spec and "datasets" not in spec
+    assert spec["encoding"]["x"]["scale"]["domain"] == [1, 5000] and "values" not in spec["encoding"]["y"]["axis"]
+    assert spec["title"]["text"] == "Training… (MSE per step)" and spec["encoding"]["y"]["title"] == "MSE (log scale)"
+    # rows: the envelope of the finite, positive losses (a log axis), the spike kept
+    assert len(early) == 30 and list(early["step"]) == list(range(1, 31))
+    assert len(late) <= 2 * charts.PIXELS + 80 and late["loss"].max() == 40.0 and late["step"].max() == 4000
+    assert np.isfinite(late["loss"]).all() and set(late["run"]) == {"current"}
+    # with its rows, a valid Vega-Lite chart (Altair's schema validation)
+    records = json.loads(late.to_json(orient="records"))
+    alt.Chart.from_dict({**spec, "data": {"values": records}}).to_dict()

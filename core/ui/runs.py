@@ -69,7 +69,7 @@ def run(
         plot = st.empty()
         if curve:  # the chart's place from the start: the page below does not jump when the curve appears
             plot.html(f'<div style="height:{charts.HEIGHT}px"></div>')
-    last, started = [0.0], time.monotonic()
+    last, started, live = [0.0], time.monotonic(), {}
 
     def on_wait(position: int) -> None:
         bar.progress(0.0, text=f"{label}: waiting for a free slot, number {position} in line "
@@ -82,8 +82,9 @@ def run(
         last[0] = now
         left_s = (now - started) / max(p.step, 1) * (p.total - p.step)
         bar.progress(p.step / p.total, text=f"{label}: step {p.step:,} of {p.total:,}, about {left_s:.0f} s left")
-        if curve:
-            plot.altair_chart(charts.live_loss(p.loss, p.name), width="stretch", theme=None)
+        if curve:  # one spec for the run, built once: each redraw sends only the new rows (`live_loss_spec`)
+            spec = live.get(p.name) or live.setdefault(p.name, charts.live_loss_spec(p.name, p.total))
+            plot.vega_lite_chart(charts.live_frame(p.loss), spec, width="stretch", theme=None)
 
     try:
         result = runner.execute(
