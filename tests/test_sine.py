@@ -157,6 +157,22 @@ def test_the_live_curve_is_the_charts_mse_not_the_sum(cpu):
     assert result.metrics["final_loss"] == pytest.approx(config.n_points * result.metrics["final_mse"], rel=1e-4)
 
 
+def test_the_compiled_layer_changes_no_range_test(cpu, monkeypatch):
+    """The range test's 300 steps with the compiled layer against the torch layers, on the fixed preset
+    (as posted, its rates pass the stability edge 10-fold by step 90, where any rounding grows): the same
+    loss curve and suggestions."""
+    config = CASE.presets["fixed"]
+    monkeypatch.setenv("CLINIC_KERNELS", "0")
+    reference = sine.lr_find(config, cpu)
+    monkeypatch.setenv("CLINIC_KERNELS", "1")
+    fast = sine.lr_find(config, cpu)
+    a, b = fast.frames["lr_find"], reference.frames["lr_find"]
+    assert len(a) == len(b) > 200
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-3)
+    for key in ("valley_lr", "slide_lr", "minimum_lr", "steep_lr"):
+        assert fast.metrics[key] == pytest.approx(reference.metrics[key], rel=1e-6), key
+
+
 @pytest.mark.parametrize("preset", ["as-posted", "fixed"])
 def test_the_compiled_hessian_measures_the_same_sharpness(preset, cpu, monkeypatch):
     """The sharpness measured with core/kernels.py's compiled Hessian-vector product against the same
