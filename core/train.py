@@ -68,6 +68,7 @@ def train(
     track_every: int = 0,
     on_progress: ProgressFn | None = None,
     sharpness: Callable[[int], None] | None = None,
+    grads_set: bool = False,
 ) -> History:
     """Run `steps` optimizer steps; `loss_fn(step)` does the forward pass of step `step`.
 
@@ -78,6 +79,8 @@ def train(
     so does the Stop button), in which case nothing is returned and nothing half-done escapes.
     sharpness: called with the 1-based step after each optimizer step (a `curvature.Probe`,
     which measures on its own schedule at the weights the step left).
+    grads_set: `loss_fn` writes the weights' gradients itself (a backward written out by hand); the
+    loop then does not call backward().
     """
     names = list(params)
     tensors = [params[n] for n in names]
@@ -109,7 +112,8 @@ def train(
         else:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(step)  # forward
-            loss.backward()
+            if not grads_set:
+                loss.backward()
             optimizer.step()
         losses[step] = loss.detach()
         if sharpness is not None:
