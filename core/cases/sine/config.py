@@ -119,9 +119,10 @@ def compiled(config: SineConfig) -> bool:
 def cost(config: SineConfig) -> Cost:
     """Seconds on the 2-core CPU, from step times measured there (one thread). A torch step: a fixed
     part, the activations (n x every hidden width: tanh dominates), the hidden-to-hidden matmuls and the
-    weights' update. A compiled step (`compiled`): the fixed part and one pass over the activations, about
-    2.5x slower per number once they no longer fit in the caches. Plus the sharpness measurements (their
-    Hessian-vector products: compiled too, or the torch layers twice differentiated), the saturation
+    weights' update. A compiled step (`compiled`): a smaller fixed part (no autograd graph) and two passes
+    over the activations, a little slower per number once they no longer fit in the caches. Plus the
+    sharpness measurements (their Hessian-vector products: compiled too, or the torch layers twice
+    differentiated), the saturation
     records (one pass over the activations, at most 150 of them), the set-up and the final evaluation."""
     n, widths = size(config), config.hidden
     weights = sum(a * b for a, b in itertools.pairwise((1, *widths, 1)))
@@ -129,7 +130,7 @@ def cost(config: SineConfig) -> Cost:
     torch_step = 4e-4 + 2.5e-9 * activations + 1e-10 * n * (weights - widths[0] - widths[-1]) + 3e-9 * weights
     step = torch_step
     if compiled(config):
-        step = 4e-4 + (1.1e-9 if activations <= 2_000_000 else 2.7e-9) * activations + 3e-9 * weights
+        step = 2e-4 + (1.2e-9 if activations <= 2_000_000 else 1.5e-9) * activations + 3e-9 * weights
     # power iterations: ~2 for a warm start, 3 to 30 for the first (random) start; each one a
     # Hessian-vector product: a double backward of ~2.7 torch steps, or one compiled pass that only reads
     # the activations (~1 ns a number; each measurement first computes them: a compiled step)
@@ -137,8 +138,8 @@ def cost(config: SineConfig) -> Cost:
     hvps = 2 * m + 10
     hvp = 1e-4 + 1e-9 * activations if compiled(config) else 2.7 * torch_step
     sharpness = hvps * hvp + (m * step if compiled(config) else 0.0)
-    records = min(config.steps, 150) * 3.5e-9 * activations
-    return Cost(0.3 + config.steps * step + sharpness + records, "steps")
+    records = min(config.steps, 150) * 1.3e-9 * activations
+    return Cost(0.15 + config.steps * step + sharpness + records, "steps")
 
 
 def reference(config: SineConfig) -> SineConfig:
