@@ -94,6 +94,16 @@ def _build() -> tuple:
 
     tanh = jit(tanh, inline="always")
 
+    def slope(a, act):
+        """act'(u) from the output a = act(u), as autograd takes it: 1 - a^2 (tanh), 0 where a <= 0 (relu)."""
+        if act == 1:
+            return np.float32(1) - a * a
+        if act == 2:
+            return np.float32(0) if a <= 0 else np.float32(1)
+        return np.float32(1)
+
+    slope = jit(slope, inline="always")
+
     def forward(x, w, b, v, c, act, a, z):
         """a[i, j] = act(x[i] w[j] + b[j]); z[i] = sum_j a[i, j] v[j] + c."""
         n, h = a.shape
@@ -129,12 +139,7 @@ def _build() -> tuple:
                 t = np.float32(0)
                 for j in range(h):
                     aj = row[j]
-                    d = np.float32(1)
-                    if act == 1:
-                        d = np.float32(1) - aj * aj
-                    elif act == 2:
-                        d = np.float32(0) if aj <= 0 else np.float32(1)  # torch's relu backward: 0 where a <= 0
-                    dz = gi * v[j] * d
+                    dz = gi * v[j] * slope(aj, act)
                     bw[j] += dz * xi
                     bb[j] += dz
                     bv[j] += gi * aj
@@ -171,13 +176,8 @@ def _build() -> tuple:
                 rz = np.float32(0)
                 for j in range(h):
                     aj = row[j]
-                    dj = np.float32(1)
-                    ej = np.float32(0)
-                    if act == 1:
-                        dj = np.float32(1) - aj * aj
-                        ej = np.float32(-2) * aj * dj
-                    elif act == 2:
-                        dj = np.float32(0) if aj <= 0 else np.float32(1)
+                    dj = slope(aj, act)
+                    ej = np.float32(-2) * aj * dj if act == 1 else np.float32(0)  # act'': tanh's only
                     r = xi * vw[j] + vb[j]
                     d[j] = dj
                     e[j] = ej
