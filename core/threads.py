@@ -9,7 +9,10 @@ training for two sessions at once is exactly that situation.
 
 The policy:
 - small workloads (elementwise work on at most ~10^6 floats per op, as in cases 1, 3
-  and 4) always use one thread: a second thread buys little and risks the trap;
+  and 4) always use one torch thread: a second thread buys little and risks the trap
+  (case 1's compiled step is the exception: one parallel region a step, not dozens, used
+  only while `threads_for(heavy=True)` gives it the cores and only while it times faster:
+  core/kernels.py's HeadStep);
 - a heavy workload (big matmuls, as in case 2) gets `cores // runs_in_flight` threads,
   re-read at every progress check, so a second session arriving halves the first
   one's threads instead of oversubscribing the cores;

@@ -69,6 +69,7 @@ def train(
     on_progress: ProgressFn | None = None,
     sharpness: Callable[[int], None] | None = None,
     grads_set: bool = False,
+    update: Callable[[], None] | None = None,
 ) -> History:
     """Run `steps` optimizer steps; `loss_fn(step)` does the forward pass of step `step`.
 
@@ -79,8 +80,10 @@ def train(
     so does the Stop button), in which case nothing is returned and nothing half-done escapes.
     sharpness: called with the 1-based step after each optimizer step (a `curvature.Probe`,
     which measures on its own schedule at the weights the step left).
-    grads_set: `loss_fn` writes the weights' gradients itself (a backward written out by hand); the
-    loop then does not call backward().
+    grads_set: `loss_fn` writes every weight's gradient itself (a backward written out by hand); the
+    loop then calls neither zero_grad() nor backward().
+    update: the optimizer's step, where it is written out (core/kernels.py's `updater`); else
+    optimizer.step().
     """
     names = list(params)
     tensors = [params[n] for n in names]
@@ -88,6 +91,7 @@ def train(
     losses = torch.full((steps,), float("nan"), dtype=torch.float64, device=device)
     tracked: list[tuple[int, torch.Tensor]] = []  # (step, (n_params, 2) grad norm, update ratio)
     needs_closure = isinstance(optimizer, torch.optim.LBFGS)
+    step_weights = update or optimizer.step
     checked = 0  # losses[:checked] are known to be finite
     diverged_at = None
     next_tick = time.monotonic() + TICK_S
@@ -109,12 +113,14 @@ def train(
                 return loss
 
             loss = optimizer.step(closure)
+        elif grads_set:
+            loss = loss_fn(step)  # forward and gradients
+            step_weights()
         else:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(step)  # forward
-            if not grads_set:
-                loss.backward()
-            optimizer.step()
+            loss.backward()
+            step_weights()
         losses[step] = loss.detach()
         if sharpness is not None:
             sharpness(step + 1)

@@ -195,3 +195,149 @@ def test_the_compiled_head_saturates_and_keeps_nan_as_torch_does(act):
     z = torch.tensor([[math.nan], [math.inf], [-math.inf], [9.5], [-20.0], [1e30]])
     a = nets.head(z, torch.ones(1, 1), None, torch.ones(1, 1), None, act)[1]
     torch.testing.assert_close(a, ACTS[act](z), equal_nan=True, atol=0, rtol=0)
+
+
+# A whole training step on the compiled layer (kernels.HeadStep) and the optimizer steps written out
+# (kernels.updater). Oracles: float64 autograd of the same loss; torch's own optimizers.
+STEP_LOSSES = {
+    "sse": lambda t, y: (t - y).pow(2).sum(),
+    "mse": lambda t, y: (t - y).pow(2).mean(),
+    "l1": lambda t, y: (t - y).abs().mean(),
+}
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("act", KERNEL_ACTS)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("loss", list(STEP_LOSSES))
+@pytest.mark.parametrize("out_tanh", [False, True])
+def test_a_compiled_training_step_is_autograds_loss_and_gradients(act, bias, loss, out_tanh):
+    x, w1, b1, w2, b2, y = tensors(301, 1, 64, bias, seed=11)  # odd: the parts differ in size
+    ref = leaves(w1, b1, w2, b2)
+    z_ref = F.linear(ACTS[act](F.linear(x, ref[0].t(), ref[1])), ref[2].t(), ref[3])
+    t_ref = torch.tanh(z_ref) if out_tanh else z_ref
+    loss_ref = STEP_LOSSES[loss](t_ref, y)
+    want = torch.autograd.grad(loss_ref, [t for t in ref if t is not None])
+    weights = [t.float().clone().requires_grad_() if t is not None else None for t in (w1, b1, w2, b2)]
+    step = kernels.HeadStep(x.float(), y.float(), *weights, act, loss, out_tanh)
+    got_loss, got_mse = step()
+    assert got_loss == pytest.approx(loss_ref.item(), rel=1e-5)
+    assert got_mse == pytest.approx((t_ref - y).pow(2).mean().item(), rel=1e-5)
+    torch.testing.assert_close(step.z.double(), z_ref.detach(), atol=1e-5, rtol=1e-5)
+    got = [w.grad for w in weights if w is not None]
+    scale = max(float(g.abs().max()) for g in want)
+    for g, g_ref in zip(got, want, strict=True):
+        torch.testing.assert_close(g.double(), g_ref, atol=1e-5 * scale, rtol=1e-4)
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+def test_a_compiled_step_gives_the_same_bits_in_series_and_at_once(monkeypatch):
+    """The parts run one after the other or on two threads (numba's prange), and the way is chosen as the
+    run goes: the numbers must not depend on it."""
+    x, w1, b1, w2, b2, y = tensors(4000, 1, 128, True, seed=2)
+
+    def five_steps(parallel: bool, together: bool):
+        monkeypatch.setattr(kernels.Faster, "pick", lambda self: together)
+        weights = [t.float().clone().requires_grad_() for t in (w1, b1, w2, b2)]
+        step = kernels.HeadStep(x.float(), y.float(), *weights, "tanh", "mse", False)
+        out = []
+        for _ in range(5):
+            out.append(step(parallel))
+            with torch.no_grad():
+                for w in weights:
+                    w -= 0.1 * w.grad
+        return out, [w.detach().clone() for w in weights]
+
+    serial = five_steps(False, False)
+    for run in (five_steps(True, True), five_steps(True, False)):
+        assert run[0] == serial[0]
+        for w, w_ref in zip(run[1], serial[1], strict=True):
+            assert torch.equal(w, w_ref)
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+def test_a_compiled_step_without_a_thread_safe_layer_runs_in_series(monkeypatch):
+    x, w1, b1, w2, b2, y = tensors(200, 1, 16, True, seed=4)
+    weights = [t.float().clone().requires_grad_() for t in (w1, b1, w2, b2)]
+    step = kernels.HeadStep(x.float(), y.float(), *weights, "tanh", "sse", True)
+    want = step(False)
+
+    def no_layer(*args):
+        raise ValueError("No threading layer could be loaded.")
+
+    monkeypatch.setattr(step, "k", step.k._replace(steps=no_layer))
+    monkeypatch.setattr(kernels, "_no_parallel", type(kernels._no_parallel)())  # this test's own flag
+    monkeypatch.setattr(kernels.Faster, "pick", lambda self: True)
+    assert step(True) == want
+    assert not kernels._parallel_works()
+
+
+def test_the_faster_way_is_chosen_and_rechecked():
+    """Faster times both ways in each period and keeps the one with the lower median."""
+    ways = kernels.Faster(period=20, window=3)
+    cost = {True: 1.0, False: 2.0}
+    used = []
+    for call in range(60):
+        if call == 25:
+            cost = {True: 3.0, False: 2.0}  # a busy second core: the threads now wait for each other
+        way = ways.pick()
+        used.append(way)
+        ways.record(way, cost[way] + 0.01 * (call % 3))
+    assert used[:3] == [False] * 3 and used[3:20] == [True] * 17  # tried, then kept the faster
+    assert used[20:23] == [False] * 3 and used[23:40] == [True] * 17  # tried again each period
+    assert used[40:46] == [False] * 3 + [True] * 3 and used[46:] == [False] * 14  # the change is followed
+
+
+OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.05),
+    "momentum": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+    "adam-fused": lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, fused=True),
+    "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9),
+}
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("grads_kept", [False, True])
+def test_the_compiled_optimizer_step_is_torchs(name, grads_kept):
+    """30 steps with the compiled update against 30 of torch's step(), on gradients of three scales,
+    fresh tensors each step or written into the same .grad; then torch's step() continues from the state
+    the compiled one left (it is torch's own state)."""
+    g = torch.Generator().manual_seed(1)
+    start = [torch.randn(6, 5, generator=g), torch.randn(5, generator=g)]
+    grads = [[torch.randn(t.shape, generator=g) * 10.0 ** (s % 3 - 1) for t in start] for s in range(35)]
+    ref = [t.clone().requires_grad_() for t in start]
+    ours = [t.clone().requires_grad_() for t in start]
+    opt_ref, opt = OPTIMIZERS[name](ref), OPTIMIZERS[name](ours)
+    update = kernels.updater(opt)
+    assert update is not None
+    for s in range(35):
+        for p, d in zip(ref, grads[s], strict=True):
+            p.grad = d.clone()
+        for p, d in zip(ours, grads[s], strict=True):
+            if grads_kept and p.grad is not None:
+                p.grad.copy_(d)
+            else:
+                p.grad = d.clone()
+        opt_ref.step()
+        update() if s < 30 else opt.step()
+    for p, p_ref in zip(ours, ref, strict=True):
+        torch.testing.assert_close(p, p_ref, atol=1e-6, rtol=1e-5)
+        for key, value in opt_ref.state[p_ref].items():
+            torch.testing.assert_close(opt.state[p][key], value, atol=1e-6, rtol=1e-5)
+
+
+def test_the_compiled_optimizer_step_is_used_only_where_it_applies(monkeypatch):
+    p = [torch.zeros(3, requires_grad=True)]
+    assert kernels.updater(torch.optim.AdamW(p, lr=0.1)) is None  # decoupled weight decay
+    assert kernels.updater(torch.optim.Adam(p, lr=0.1, weight_decay=0.1)) is None
+    assert kernels.updater(torch.optim.Adam(p, lr=0.1, amsgrad=True)) is None
+    assert kernels.updater(torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)) is None
+    assert kernels.updater(torch.optim.RMSprop(p, lr=0.1, centered=True)) is None
+    assert kernels.updater(torch.optim.LBFGS(p)) is None
+    assert kernels.updater(torch.optim.SGD([torch.zeros(3, dtype=torch.float64, requires_grad=True)], lr=0.1)) is None
+    monkeypatch.setenv("CLINIC_KERNELS", "0")
+    assert kernels.updater(torch.optim.SGD(p, lr=0.1)) is None
+    monkeypatch.setenv("CLINIC_KERNELS", "1")
+    assert (kernels.updater(torch.optim.SGD(p, lr=0.1)) is not None) == (kernels.numba is not None)

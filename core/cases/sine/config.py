@@ -119,8 +119,9 @@ def compiled(config: SineConfig) -> bool:
 def cost(config: SineConfig) -> Cost:
     """Seconds on the 2-core CPU, from step times measured there (one thread). A torch step: a fixed
     part, the activations (n x every hidden width: tanh dominates), the hidden-to-hidden matmuls and the
-    weights' update. A compiled step (`compiled`): a smaller fixed part (no autograd graph) and two passes
-    over the activations, a little slower per number once they no longer fit in the caches. Plus the
+    weights' update. A compiled step (`compiled`): a smaller fixed part (no autograd graph, no torch op) and
+    two passes over the activations, on two cores where it can (one: ~1.7x the time), a little slower per
+    number once they no longer fit in the caches. Plus the
     sharpness measurements (their Hessian-vector products: compiled too, or the torch layers twice
     differentiated), the saturation
     records (one pass over the activations, at most 150 of them), the set-up and the final evaluation."""
@@ -130,7 +131,7 @@ def cost(config: SineConfig) -> Cost:
     torch_step = 4e-4 + 2.5e-9 * activations + 1e-10 * n * (weights - widths[0] - widths[-1]) + 3e-9 * weights
     step = torch_step
     if compiled(config):
-        step = 2e-4 + (1.2e-9 if activations <= 2_000_000 else 1.5e-9) * activations + 3e-9 * weights
+        step = 1e-4 + (0.8e-9 if activations <= 2_000_000 else 1.0e-9) * activations + 3e-9 * weights
     # power iterations: ~2 for a warm start, 3 to 30 for the first (random) start; each one a
     # Hessian-vector product: a double backward of ~2.7 torch steps, or one compiled pass that only reads
     # the activations (~1 ns a number; each measurement first computes them: a compiled step)

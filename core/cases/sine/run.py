@@ -17,6 +17,7 @@ import torch
 
 from core import curvature, kernels, lrfind, nets, rng
 from core.cases.sine.config import LR_RANGE, SineConfig, sharpness_measurements, size, x_range
+from core.threads import POLICY
 from core.train import History, Progress, RunResult, history_frame, train
 
 # ---------------------------------------------------------------------------- data
@@ -96,34 +97,18 @@ def _head_weights(params, x, config: SineConfig):
 
 def direct_step(params, x, y, config: SineConfig):
     """Where `_head_weights` applies: () -> (loss, MSE, [hidden activations], z) of one training step
-    with the weights' gradients written to their .grad, by core/kernels.py's forward and backward and
-    the loss's derivative written out as autograd takes it (d(r^2)/dr = 2r, d|r|/dr = sign(r), a mean
-    divides by n, tanh' = 1 - t^2), so no autograd graph is built: about 0.1 ms a step less (a run of
-    3000 steps is ~1 ms a step). Else None (the torch layers and backward())."""
+    with the weights' gradients written to their .grad by core/kernels.py's `HeadStep` (forward, the
+    loss's derivative written out as autograd takes it, backward), so no autograd graph is built and no
+    torch op runs on the data; on two cores when this is the only run in flight. Else None (the torch
+    layers and backward())."""
     weights = _head_weights(params, x, config)
     if weights is None:
         return None
-    w1, b1, w2, b2 = weights
-    n, act = size(config), config.activation
+    head = kernels.HeadStep(x, y, *weights, config.activation, config.loss, config.output_activation == "tanh")
 
     def step():
-        with torch.no_grad():
-            z, a = kernels.head_forward(x, w1, b1, w2, b2, act)
-            t = output(z, config)
-            r = t - y
-            if config.loss == "l1":
-                loss, g = r.abs().mean(), torch.sgn(r) / n
-            else:
-                squares = r.pow(2)
-                loss, g = (squares.sum(), 2 * r) if config.loss == "sse" else (squares.mean(), 2 * r / n)
-            if config.output_activation == "tanh":
-                g = g * (1 - t * t)
-            _, dw1, db1, dw2 = kernels.head_backward(x, w1, w2, a, g, act, False)
-            for p, d in ((w1, dw1), (b1, db1), (w2, dw2), (b2, g.sum(0) if b2 is not None else None)):
-                if p is not None:
-                    p.grad = d
-            mse = loss / n if config.loss == "sse" else (r.pow(2).mean() if config.loss == "l1" else loss)
-        return loss, mse, [a], z
+        loss, mse = head(parallel=POLICY.threads_for(heavy=True) > 1)
+        return torch.tensor(loss, dtype=torch.float64), mse, [head.a], head.z
 
     return step
 
@@ -247,6 +232,7 @@ def run(config: SineConfig, device: torch.device, on_progress=None) -> RunResult
         loss_fn,
         config.steps,
         grads_set=direct is not None,
+        update=kernels.updater(optimizer) if direct is not None else None,
         check_every=50,
         on_progress=progress if on_progress else None,
         sharpness=probe,
