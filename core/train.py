@@ -61,7 +61,7 @@ class RunResult:
 def train(
     params: Mapping[str, torch.Tensor],
     optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[int], torch.Tensor],
+    loss_fn: Callable[[int], torch.Tensor | float],
     steps: int,
     *,
     check_every: int = 50,
@@ -81,7 +81,7 @@ def train(
     sharpness: called with the 1-based step after each optimizer step (a `curvature.Probe`,
     which measures on its own schedule at the weights the step left).
     grads_set: `loss_fn` writes every weight's gradient itself (a backward written out by hand); the
-    loop then calls neither zero_grad() nor backward().
+    loop then calls neither zero_grad() nor backward(), and the loss may be a plain float.
     update: the optimizer's step, where it is written out (core/kernels.py's `updater`); else
     optimizer.step().
     """
@@ -121,7 +121,7 @@ def train(
             loss = loss_fn(step)  # forward
             loss.backward()
             step_weights()
-        losses[step] = loss.detach()
+        losses[step] = loss if isinstance(loss, float) else loss.detach()
         if sharpness is not None:
             sharpness(step + 1)
         if track:
