@@ -69,7 +69,6 @@ def applies(x: torch.Tensor, w1: torch.Tensor, act: str, *others: torch.Tensor |
 class Kernels(NamedTuple):
     forward: Callable
     backward: Callable
-    point_loss: Callable
     step: Callable
     steps: Callable  # parallel
     gather: Callable
@@ -235,14 +234,15 @@ def _step(x, y, w, b, v, c, act, kind, out_tanh, a, z, g, part, lo, hi):
 
 
 @_jit
-def _hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, hw, hb, hv):
+def _hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, part):
     """The Hessian of L = sum_i l_i(z_i) in (w, b, v, c) times the vector (vw, vb, vv, vc), by
     Pearlmutter's R-operator, with g1 = dl_i/dz_i, g2 = d2l_i/dz_i2 (a separable loss) and the
     activations a at the weights: Ru = x vw + vb, Rz = sum_j vv a + v act'(u) Ru + vc;
     Hv_v = sum_i g2 Rz a + g1 act' Ru,  Hv_b = sum_i g2 Rz v act' + g1 (vv act' + v act'' Ru),
-    Hv_w = the same weighted by x_i, Hv_c = sum_i g2 Rz (returned). act', act'' from the output a."""
+    Hv_w = the same weighted by x_i, Hv_c = sum_i g2 Rz (returned); (Hv_w, Hv_b, Hv_v) as float64 sums in
+    part (3, h), as `_backward`'s. act', act'' from the output a."""
     n, h = a.shape
-    sw, sb, sv = np.zeros(h, np.float64), np.zeros(h, np.float64), np.zeros(h, np.float64)
+    part[:] = 0
     bw, bb, bv = np.empty(h, np.float32), np.empty(h, np.float32), np.empty(h, np.float32)
     d, e, ru = np.empty(h, np.float32), np.empty(h, np.float32), np.empty(h, np.float32)
     sc = 0.0
@@ -272,13 +272,9 @@ def _hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, hw, hb, hv):
                 bw[j] += t * xi
                 bv[j] += q * row[j] + p * d[j] * ru[j]
         for j in range(h):
-            sw[j] += bw[j]
-            sb[j] += bb[j]
-            sv[j] += bv[j]
-    for j in range(h):
-        hw[j] = sw[j]
-        hb[j] = sb[j]
-        hv[j] = sv[j]
+            part[0, j] += bw[j]
+            part[1, j] += bb[j]
+            part[2, j] += bv[j]
     return sc
 
 
@@ -331,7 +327,7 @@ def _steps(x, y, w, b, v, c, act, kind, out_tanh, a, z, g, parts, bounds, sums):
         )
 
 
-_KERNELS = Kernels(_forward, _backward, _point_loss, _step, _steps, _gather, _hessian, _adam, _rmsprop, _sgd)
+_KERNELS = Kernels(_forward, _backward, _step, _steps, _gather, _hessian, _adam, _rmsprop, _sgd)
 
 
 def _get() -> Kernels:
@@ -377,7 +373,7 @@ def head_hessian(x, w1, b1, w2, b2, act: str, loss: Callable[[torch.Tensor], tor
     diagonal: its diagonal is taken by autograd on z alone). -> hv([vw1, vb1, vw2, vb2]) -> the
     products for w1, b1, w2, b2, shaped as the weights; an absent bias (None) takes a None direction
     and gives None. The activations are computed once here: each product is then one pass over them."""
-    hessian = _get().hessian
+    k = _get()
     n, h = x.shape[0], w1.shape[1]
     z, a = head_forward(x, w1, b1, w2, b2, act)
     z.requires_grad_()
@@ -396,10 +392,9 @@ def head_hessian(x, w1, b1, w2, b2, act: str, loss: Callable[[torch.Tensor], tor
         vw1, vb1, vw2, vb2 = vs
         hw, hb, hv_ = torch.empty(1, h), torch.empty(h), torch.empty(h, 1)
         vc = np.float32(vb2.reshape(-1)[0].item()) if vb2 is not None else np.float32(0)
-        c = hessian(
-            xs, w, b, v, a_, p, q, code, _flat(vw1, h), _flat(vb1, h), _flat(vw2, h), vc,
-            hw.numpy().reshape(-1), hb.numpy(), hv_.numpy().reshape(-1),
-        )  # fmt: skip
+        part = np.empty((1, 3, h))
+        c = k.hessian(xs, w, b, v, a_, p, q, code, _flat(vw1, h), _flat(vb1, h), _flat(vw2, h), vc, part[0])
+        k.gather(part, hw.numpy().reshape(-1), hb.numpy(), hv_.numpy().reshape(-1))
         hc = torch.full((1,), c, dtype=torch.float32) if b2 is not None else None
         return [hw, hb if b1 is not None else None, hv_, hc]
 
