@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import settings as st_
+from core import speed
 from core.seeds import Spread
 from core.settings import Setting, SettingError
 
@@ -34,13 +35,18 @@ class Finding:
 
 @dataclass(frozen=True)
 class Cost:
-    """A run's cost estimated from its settings, before it starts: wall seconds on the 2-core CPU
-    the app targets (calibrated from measured step times; tests/test_security.py keeps it within 3x),
-    and the setting that most directly makes it cheaper."""
+    """A run's cost estimated from its settings, before it starts: wall seconds on this machine
+    (`measured`: a cost model fitted to step times on the reference CPU, scaled by core/speed.py;
+    tests/test_security.py keeps it within 3x), and the setting that most directly makes it cheaper."""
 
     seconds: float
     lower: str  # the setting the message names
     advice: str = ""  # what to do, when it is not simply "lower <setting>"
+
+    @classmethod
+    def measured(cls, reference_seconds: float, lower: str, advice: str = "") -> Cost:
+        """A cost model's estimate in seconds on the reference CPU, as seconds on this machine."""
+        return cls(speed.scaled(reference_seconds), lower, advice)
 
 
 @dataclass(frozen=True)

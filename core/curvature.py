@@ -419,11 +419,17 @@ def metrics(sharp: pd.DataFrame, limit: float) -> dict[str, object]:
     }
 
 
+EDGE = 1.1  # a sharpness within 10% of its line is on the edge of stability, not past it (see above_line)
+
+
 def above_line(metrics: Mapping[str, object], lr: float) -> tuple[str, float] | None:
-    """When the measured sharpness crossed its line: (the evidence in words, an lr that puts the line
-    above the largest measured sharpness with a 10% margin, to 2 digits); None otherwise."""
+    """When the measured sharpness rose past its line by more than the edge (EDGE): (the evidence in
+    words, an lr that puts the line above the largest measured sharpness with a 10% margin, to 2
+    digits); None otherwise. At the edge of stability the sharpness hovers at its line (Cohen et al.
+    2021; 2022 for Adam's preconditioned sharpness), a rounding error either side of it: poly's Adam
+    preset ends 0.98× its line on one CPU and 1.02× on another, the same run."""
     crossed, top, line = metrics.get("crossed_at"), metrics.get("sharpness_max"), metrics.get("stability_limit")
-    if crossed is None or not (math.isfinite(top) and math.isfinite(line)) or top <= 0:
+    if crossed is None or not (math.isfinite(top) and math.isfinite(line)) or top <= EDGE * line:
         return None
     name = rule(line, lr)
     safe = float(f"{0.9 * lr * line / top:.2g}")

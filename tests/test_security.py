@@ -288,7 +288,9 @@ def test_expensive_links_are_refused_with_their_estimate(case, query, setting):
 def test_a_long_run_from_a_link_waits_for_a_run_click(monkeypatch):
     import core.ui.base
 
-    monkeypatch.setattr(core.ui.base, "LINK_CONFIRM_SECONDS", 0.5)  # AppTest runs the page in this process
+    linked = dataclasses.replace(SINE.presets["fixed"], steps=600)
+    # half its estimate (which scales with the machine's speed): AppTest runs the page in this process
+    monkeypatch.setattr(core.ui.base, "LINK_CONFIRM_SECONDS", SINE.cost(linked).seconds / 2)
     at = page(SINE, preset="fixed", steps="600")
     assert not at.exception and not at.get("vega_lite_chart")
     assert any("This link asks for a run of about" in i.value for i in at.info)

@@ -174,8 +174,8 @@ def cost(config: CifarConfig) -> Cost:
     overhead, matmuls = steps * 1e-3, 6 * weights * n * config.epochs / 1.2e11
     test = config.epochs * 2 * weights * m / 1.2e11
     if overhead > matmuls:  # small batches: the number of steps is the cost
-        return Cost(1.5 + overhead + matmuls + test, "batch_size", "raise batch_size or lower epochs")
-    return Cost(1.5 + overhead + matmuls + test, "epochs")
+        return Cost.measured(1.5 + overhead + matmuls + test, "batch_size", "raise batch_size or lower epochs")
+    return Cost.measured(1.5 + overhead + matmuls + test, "epochs")
 
 
 def check(config: CifarConfig) -> list[str]:

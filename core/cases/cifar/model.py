@@ -57,7 +57,9 @@ class _Linear2(torch.autograd.Function):
     bit), and the thread policy gives a run 1 or 2 threads depending on what else runs. A
     last-bit difference at step 4 is a different run by epoch 10. (hᵀ g) splits its work
     over the hidden units instead; measured bit-identical for 1 and 2 threads, as are the
-    other matmuls here (tests/test_cifar.py checks whole runs).
+    other matmuls here, on an AMD EPYC (tests/test_cifar.py checks whole runs). Not on every
+    CPU: on an AVX-512 Xeon MKL splits both forward matmuls (and this one) over their inner
+    dimension with two threads, so the runs there agree to the last bit or two, not bit for bit.
     """
 
     @staticmethod

@@ -334,7 +334,7 @@ def cost_single(config: LinregConfig) -> Cost:
     steps = steps_for(config, b)
     samples = math.ceil(steps / n_batches(n, b)) * n if shuffled(config) else 0
     pairs = b * b if config.target_shape == "as-posted" else b
-    return Cost(0.01 + 1.6e-6 * steps + 1.5e-8 * samples + 4e-7 * n + 5e-9 * pairs, config.budget)
+    return Cost.measured(0.01 + 1.6e-6 * steps + 1.5e-8 * samples + 4e-7 * n + 5e-9 * pairs, config.budget)
 
 
 SINGLE = Task(run_single, check_single, cost_single)  # the case's task "single" (core/case.py's Task)

@@ -237,7 +237,7 @@ def cost(config: LinregConfig) -> Cost:
     steps = len(shuffles(config)) * sum(steps_for(config, bs) for bs in sizes)
     samples = sum(math.ceil(steps_for(config, bs) / n_batches(n, bs)) * n for bs in sizes if bs < n)
     samples *= int(config.shuffle != "false")
-    return Cost(0.1 + 2e-6 * steps + 1e-8 * samples, config.budget)
+    return Cost.measured(0.1 + 2e-6 * steps + 1e-8 * samples, config.budget)
 
 
 def check(config: LinregConfig) -> list[str]:

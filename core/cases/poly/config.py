@@ -104,7 +104,11 @@ OPTIMUM_LOSS = 1.8e-5  # the least-squares optimum on the posted data (sum of sq
 STANDARDIZED_LOSS = 0.003  # the `standardized` preset's final loss, within 15%
 ADAM_RATIO = (190, 13_000)  # the `adam` preset's final loss over the optimum
 # where the range test's loss explodes, × the analytic limit (the bases, seeds and momenta the tests try)
-LR_FIND_EXPLOSION = {"float32": (1.1, 1.4), "float64": (1.2, 1.6)}
+# Where the range test's loss explodes, as a multiple of the analytic limit: measured over the bases, seeds 0-2,
+# with and without momentum, on two CPUs: an AMD EPYC (1.12-1.34x in float32, 1.27-1.55x in float64) and an
+# AVX-512 Xeon (1.14-1.79x, 1.49-2.13x). How far past depends on the rounding level the steepest direction
+# climbs back from: the well-conditioned Legendre basis can leave it lower, and the same run lower on one CPU.
+LR_FIND_EXPLOSION = {"float32": (1.1, 1.9), "float64": (1.2, 2.2)}
 # The seed set's spread: a seed "ends far from the optimum" when its final loss is over 10× the least-squares
 # optimum. Measured over seeds 0-4 (2-core CPU): as posted 1.8e5-9.1e5×, after 10,000 epochs 2.1e4-1.4e5×,
 # `fixed` 1.00000 on every seed; the partial fixes sit between (standardized ~170×, adam 190-13,000×).

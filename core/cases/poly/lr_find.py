@@ -1,5 +1,5 @@
 """The learning-rate range test (fastai's lr_find) on the posted model. Its explosion lands a little
-past the analytic limit (config.LR_FIND_EXPLOSION: 1.1-1.4× in float32, 1.2-1.6× in float64, measured):
+past the analytic limit (config.LR_FIND_EXPLOSION: 1.1-1.9× in float32, 1.2-2.2× in float64, measured on two CPUs):
 the rate keeps growing while the steepest direction climbs back from rounding level."""
 
 from __future__ import annotations

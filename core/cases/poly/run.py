@@ -200,7 +200,7 @@ def cost(config: PolyConfig) -> Cost:
     rows, n, p = 30, size(config), config.degree + 1
     epoch = 2e-5 + 4 * rows * n * p * 1e-10  # 2,000 points, cubic: 9e-5 s an epoch measured on a quiet CPU
     lbfgs = 2.5e-3 * config.epochs if config.optimizer == "lbfgs" else 0.0
-    return Cost(0.05 + config.epochs * epoch + lbfgs, "epochs")
+    return Cost.measured(0.05 + config.epochs * epoch + lbfgs, "epochs")
 
 
 def check(config: PolyConfig) -> list[str]:

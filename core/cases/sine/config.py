@@ -140,7 +140,7 @@ def cost(config: SineConfig) -> Cost:
     hvp = 1e-4 + 1e-9 * activations if compiled(config) else 2.7 * torch_step
     sharpness = hvps * hvp + (m * step if compiled(config) else 0.0)
     records = min(config.steps, 150) * 1.3e-9 * activations
-    return Cost(0.15 + config.steps * step + sharpness + records, "steps")
+    return Cost.measured(0.15 + config.steps * step + sharpness + records, "steps")
 
 
 def reference(config: SineConfig) -> SineConfig:
