@@ -76,6 +76,7 @@ class Kernels(NamedTuple):
     adam: Callable
     rmsprop: Callable
     sgd: Callable
+    count_flat: Callable
 
 
 if numba is not None and numba.config.THREADING_LAYER not in ("tbb", "omp", "safe", "threadsafe"):
@@ -327,7 +328,45 @@ def _steps(x, y, w, b, v, c, act, kind, out_tanh, a, z, g, parts, bounds, sums):
         )
 
 
-_KERNELS = Kernels(_forward, _backward, _step, _steps, _gather, _hessian, _adam, _rmsprop, _sgd)
+@_jit
+def _count_flat(a, mode):
+    """How many of a lie in their activation's flat part, compared in float32 as torch compares them:
+    |a| > 0.99 (tanh, mode 1), a <= 0 (relu, 2: dead), |a - 0.5| > 0.495 (sigmoid, 3). NaN counts as not."""
+    n = 0
+    if mode == 1:
+        t = np.float32(0.99)
+        for i in range(a.size):
+            n += abs(a[i]) > t
+    elif mode == 2:
+        for i in range(a.size):
+            n += a[i] <= np.float32(0)
+    else:
+        c, t = np.float32(0.5), np.float32(0.495)
+        for i in range(a.size):
+            n += abs(a[i] - c) > t
+    return n
+
+
+FLAT = {"tanh": 1, "relu": 2, "sigmoid": 3}
+
+
+def count_flat(a: torch.Tensor, activation: str) -> int | None:
+    """The count of `a`'s activations in the flat part of `activation` (see _count_flat) in one compiled
+    pass (~15x faster than torch's abs, compare and count over a 1-128-1 run's 512k activations: that was
+    a tenth of the run), or None where it does not apply (no numba, not a float32 CPU tensor)."""
+    if (
+        numba is None
+        or os.environ.get("CLINIC_KERNELS", "1") == "0"
+        or activation not in FLAT
+        or a.dtype != torch.float32
+        or a.device.type != "cpu"
+        or a.requires_grad
+    ):
+        return None
+    return int(_get().count_flat(a.contiguous().view(-1).numpy(), FLAT[activation]))
+
+
+_KERNELS = Kernels(_forward, _backward, _step, _steps, _gather, _hessian, _adam, _rmsprop, _sgd, _count_flat)
 
 
 def _get() -> Kernels:

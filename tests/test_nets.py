@@ -345,3 +345,23 @@ def test_the_compiled_optimizer_step_is_used_only_where_it_applies(monkeypatch):
     assert kernels.updater(torch.optim.SGD(p, lr=0.1)) is None
     monkeypatch.setenv("CLINIC_KERNELS", "1")
     assert (kernels.updater(torch.optim.SGD(p, lr=0.1)) is not None) == (kernels.numba is not None)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu"])
+def test_the_compiled_count_of_flat_activations_is_torchs(act, monkeypatch):
+    """sine's saturation count through the compiled pass against its torch count (CLINIC_KERNELS=0), on
+    values at and next to each threshold in float32, NaN and infinities included."""
+    from core.cases.sine.run import saturated
+
+    edges = torch.tensor([0.99, -0.99, 0.005, 0.995, 0.0, -0.0, 0.5, 1.0, -1.0], dtype=torch.float32)
+    near = torch.cat([edges, torch.nextafter(edges, edges + 1), torch.nextafter(edges, edges - 1)])
+    special = torch.tensor([math.nan, math.inf, -math.inf])
+    spread = torch.rand(4000 * 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    a = torch.cat([near, special, torch.sigmoid(spread * 6) if act == "sigmoid" else spread])
+    compiled = kernels.count_flat(a, act)
+    assert compiled is not None and saturated(a, act).item() == compiled
+    monkeypatch.setenv("CLINIC_KERNELS", "0")
+    assert kernels.count_flat(a, act) is None
+    assert saturated(a, act).item() == compiled and 0 < compiled < a.numel()
+    monkeypatch.delenv("CLINIC_KERNELS")
+    assert kernels.count_flat(a.double(), act) is None and kernels.count_flat(a, "identity") is None
