@@ -154,6 +154,18 @@ def _forward(x, w, b, v, c, act, a, z, lo, hi):
         z[i] = s + c
 
 
+@functools.partial(_jit, inline="always")
+def _flush(part, bw, bb, bv):
+    """Add a block's float32 sums to the float64 totals part (3, h), and zero them for the next block."""
+    for j in range(bw.shape[0]):
+        part[0, j] += bw[j]
+        part[1, j] += bb[j]
+        part[2, j] += bv[j]
+    bw[:] = 0
+    bb[:] = 0
+    bv[:] = 0
+
+
 @_jit
 def _backward(x, w, v, a, g, act, need_x, part, dx, lo, hi):
     """From the output gradient g (n,), the rows lo..hi's share of dv = a^T g, dz1 = g v * act'(a),
@@ -161,11 +173,8 @@ def _backward(x, w, v, a, g, act, need_x, part, dx, lo, hi):
     act' from the output a."""
     h = a.shape[1]
     part[:] = 0
-    bw, bb, bv = np.empty(h, np.float32), np.empty(h, np.float32), np.empty(h, np.float32)
+    bw, bb, bv = np.zeros(h, np.float32), np.zeros(h, np.float32), np.zeros(h, np.float32)
     for start in range(lo, hi, BLOCK):  # float32 sums over a block of rows (vectorised), float64 across blocks
-        bw[:] = 0
-        bb[:] = 0
-        bv[:] = 0
         for i in range(start, min(start + BLOCK, hi)):
             gi = g[i]
             xi = x[i]
@@ -180,10 +189,7 @@ def _backward(x, w, v, a, g, act, need_x, part, dx, lo, hi):
                 t += dz * w[j]
             if need_x:
                 dx[i] = t
-        for j in range(h):
-            part[0, j] += bw[j]
-            part[1, j] += bb[j]
-            part[2, j] += bv[j]
+        _flush(part, bw, bb, bv)
 
 
 @_jit
@@ -244,13 +250,10 @@ def _hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, part):
     part (3, h), as `_backward`'s. act', act'' from the output a."""
     n, h = a.shape
     part[:] = 0
-    bw, bb, bv = np.empty(h, np.float32), np.empty(h, np.float32), np.empty(h, np.float32)
+    bw, bb, bv = np.zeros(h, np.float32), np.zeros(h, np.float32), np.zeros(h, np.float32)
     d, e, ru = np.empty(h, np.float32), np.empty(h, np.float32), np.empty(h, np.float32)
     sc = 0.0
     for start in range(0, n, BLOCK):
-        bw[:] = 0
-        bb[:] = 0
-        bv[:] = 0
         for i in range(start, min(start + BLOCK, n)):
             xi = x[i]
             row = a[i]
@@ -272,10 +275,7 @@ def _hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, part):
                 bb[j] += t
                 bw[j] += t * xi
                 bv[j] += q * row[j] + p * d[j] * ru[j]
-        for j in range(h):
-            part[0, j] += bw[j]
-            part[1, j] += bb[j]
-            part[2, j] += bv[j]
+        _flush(part, bw, bb, bv)
     return sc
 
 
