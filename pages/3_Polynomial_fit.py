@@ -113,7 +113,7 @@ with left:
     ui.chart(figures["coefficients"])
 with right:
     st.markdown("**Coefficients** (raw power basis, constant term last)")
-    st.dataframe(charts.coefficient_text(runs), width="stretch")
+    st.table(charts.coefficient_text(runs))
 
 st.subheader("Diagnosis")
 ui.findings(case, case.diagnose(config, result), config)

@@ -11,7 +11,6 @@ from core.cases.linreg.sweep import fit_batched
 from core.charts import sharpness
 
 case = registry.get("linreg")
-LOSS_FORMAT = {c: st.column_config.NumberColumn(format="%.4g") for c in ("as mse_loss averaged it", "as meant")}
 ui.page(case.short, case.emoji)
 st.title("Case 4 · Linear regression converges only for small, unshuffled batches")
 st.markdown(
@@ -112,14 +111,14 @@ if not problems:
         ui.chart(figures["sharpness"])
     with right:
         st.markdown("**The shapes, as they really were**")
-        st.dataframe(detail.frames["shapes"], hide_index=True, width="stretch")
+        st.table(detail.frames["shapes"], hide_index=True)
         if d["warning"]:
             st.markdown("**The warning PyTorch raised**, verbatim (in Lightning's console output it scrolls away):")
             st.code(d["warning"], language=None, wrap_lines=True)
         else:
             st.success("PyTorch raised no warning: predictions and targets have the same shape.", icon="✅")
         st.markdown("**The loss over the last epoch's batches**, at two lines:")
-        st.dataframe(detail.frames["epoch_losses"], hide_index=True, width="stretch", column_config=LOSS_FORMAT)
+        st.table(view.loss_text(detail.frames["epoch_losses"]), hide_index=True)
         st.caption(
             "The optimizer goes where its loss is lower. The loss meant is lowest at the data's line; the loss "
             "averaged over all B² pairs of a batch is lowest when every prediction is the batch's mean target."

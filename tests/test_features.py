@@ -107,7 +107,7 @@ def range_test(at: AppTest, case_name: str) -> tuple[list[dict], float | None]:
     at.button(key=f"{case_name}._lr_find_go").click().run()
     assert not at.exception and not at.error
     assert "Learning-rate range test" in chart_specs(at)
-    table = at.dataframe[-1].value.to_dict("records")
+    table = at.table[-1].value.to_dict("records")
     use = [b for b in at.button if b.key == f"{case_name}._lr_use"]
     return table, float(use[0].proto.label.removeprefix("Use lr = ")) if use else None
 
@@ -530,7 +530,7 @@ POLY = registry.get("poly")
 
 
 def metrics_table(at: AppTest):
-    return next(d.value for d in at.dataframe if "metric" in d.value.columns)
+    return next(d.value for d in at.table if "metric" in d.value.columns)
 
 
 def test_the_current_run_is_drawn_before_the_comparison_trains(monkeypatch):
@@ -548,12 +548,12 @@ def test_the_current_run_is_drawn_before_the_comparison_trains(monkeypatch):
     assert reruns == [1]  # the comparison trained after the page drew, then asked for a redraw
     assert series(at) & {"current", "as-posted"} == {"current"}  # the first view: the current run alone
     # issue 14, a layout that does not jump: the metrics table holds its place while the comparison trains
-    first = [d.value for d in at.dataframe if "metric" in d.value.columns]
+    first = [d.value for d in at.table if "metric" in d.value.columns]
     assert len(first) == 1 and list(first[0].columns) == ["metric", "current"]
     monkeypatch.undo()
     at.run()
     assert {"current", "as-posted"} <= series(at)  # the redraw: the comparison, from the cache
-    after = [d.value for d in at.dataframe if "metric" in d.value.columns]
+    after = [d.value for d in at.table if "metric" in d.value.columns]
     assert list(after[0].columns) == ["metric", "current", "as-posted"] and len(after[0]) == len(first[0])
 
 
@@ -564,7 +564,7 @@ def test_pinning_as_posted_draws_it_once_in_one_colour():
     at.radio(key="poly.basis").set_value("legendre").run()
     assert not at.exception and not at.error
     assert "as-posted" in series(at) and "pin 1 (as-posted)" not in series(at) and "pin 1" not in series(at)
-    table = [d.value for d in at.dataframe]
+    table = [d.value for d in at.table]
     assert all(len(set(t.columns)) == len(t.columns) for t in table)
     assert any("drawn as **as-posted**" in m.value for m in at.markdown)
 

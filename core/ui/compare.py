@@ -206,7 +206,7 @@ def pins(case: Case, config: Any, runs: Mapping[str, RunResult], also: Mapping[s
             )
         # drawn already while the compared runs train (their columns join it then): the charts below keep their place
         if len(runs) > 1 or st.session_state.get(f"{case.name}._pending"):
-            st.dataframe(metrics_table(case, config, runs, also), hide_index=True, width="stretch")
+            st.table(metrics_table(case, config, runs, also), hide_index=True)
             st.download_button(
                 "History of every run (CSV)", lambda: export.histories_csv(runs),
                 f"{case.file_stem(config)}-all-runs.csv", "text/csv",

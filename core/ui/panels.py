@@ -123,7 +123,7 @@ def lr_finder(
                 measured[lr] = ended
             rows.append(_candidate_row(", ".join(names), lr, ended, now, what, limit, limit_label, problems))
         rows.append(_candidate_row("current", config.lr, now, now, what, limit, limit_label, []))
-        st.dataframe(rows, hide_index=True, width="stretch")
+        st.table(rows, hide_index=True)
         budget = "the page's own budget" if short == config else f"a short budget: {differences(case, short, config)}"
         st.caption(
             f"Each rate trained on {budget}, from the same initial weights; {what} averaged over its last tenth."

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
+
 from core.cases.linreg.config import AS_POSTED, FIXED_REACHES, PRESETS, LinregConfig
 from core.cases.linreg.data import steps_needed, sweep_sizes
 from core.cases.linreg.single import SINGLE
@@ -82,3 +84,8 @@ def fixed_caption() -> str:
         f"{FIXED_REACHES['slope']} of slope {AS_POSTED.slope:g} and {FIXED_REACHES['intercept']} of intercept "
         f"{AS_POSTED.intercept:g}."
     )
+
+
+def loss_text(losses: pd.DataFrame) -> pd.DataFrame:
+    """The detail's epoch-loss table as the page shows it: each loss to 4 significant digits."""
+    return losses.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
