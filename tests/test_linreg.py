@@ -82,6 +82,67 @@ def test_epoch_orders_are_random_samplers_permutations():
     assert not torch.equal(data.epoch_orders(n, 1, True, data.shuffle_generator(3, 9)).long(), first)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 4001])
+def test_the_compiled_shuffle_draws_torchs_permutations_and_sums_their_batches(n):
+    """shuffle.shuffled_sums against torch itself: the same permutations as randperm on the same
+    generator (across calls, across the Mersenne Twister's 624-number refills, from a generator that
+    has drawn before), the generator left where torch would leave it, and each batch's sums those of
+    its rows (float64, to rounding: the compiled sums add in the permutation's order)."""
+    from core.cases.linreg import shuffle
+
+    assert shuffle.available()  # numba is a requirement: without it this test would check nothing
+    table = np.random.default_rng(n).normal(size=(n, 5))
+    for bs in sorted({1, 3, max(1, n // 2), n}):
+        ours, ref = torch.Generator().manual_seed(7 + bs), torch.Generator().manual_seed(7 + bs)
+        torch.randperm(5, generator=ours), torch.randperm(5, generator=ref)  # mid-state, not fresh
+        for epochs in (1, 3):
+            sums, last = shuffle.shuffled_sums(table, bs, epochs, ours)
+            orders = torch.stack([torch.randperm(n, generator=ref) for _ in range(epochs)]).numpy()
+            assert np.array_equal(last, orders[-1])
+            starts = np.arange(0, n, bs)
+            want = np.stack([np.add.reduceat(table[o], starts, axis=0) for o in orders])
+            np.testing.assert_allclose(sums, want, rtol=0, atol=1e-12 * n)
+        assert torch.equal(torch.randperm(n, generator=ours), torch.randperm(n, generator=ref))
+        assert torch.equal(torch.rand(3, generator=ours), torch.rand(3, generator=ref))
+
+
+def test_batch_means_are_the_same_compiled_or_not_and_in_threads(monkeypatch):
+    """The sweep's streams give the same means through the compiled shuffle as through epoch_orders and
+    numpy, and the same sweep whether its streams are drawn in a thread pool or one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.cases.linreg import shuffle, sweep
+
+    x, y = (t.reshape(-1).double().numpy() for t in data.make_data(cfg.AS_POSTED))
+
+    def means(bs):
+        stream = sweep.BatchMeans(x, y, bs, True, data.shuffle_generator(0, bs))
+        return np.concatenate([stream.take(k) for k in (1, 250, 2048)]), stream.order
+
+    compiled = {bs: means(bs) for bs in (10, 333, 1000)}
+    monkeypatch.setattr(shuffle, "available", lambda: False)
+    for bs, (got, order) in compiled.items():
+        want, want_order = means(bs)
+        assert np.array_equal(order, want_order)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    monkeypatch.undo()
+
+    config = dataclasses.replace(cfg.PRESETS["fixed"], steps=300, batch_sizes_count=12)
+    x_t, y_t = data.make_data(config)
+    xs, ys = x_t[:, 0].double().numpy(), y_t.reshape(-1).double().numpy()
+    runs = [(bs, sh) for sh in data.shuffles(config) for bs in data.sweep_sizes(config)]
+    lengths = np.array([data.steps_for(config, bs) for bs, _ in runs])
+
+    def fit(draw):
+        streams = [sweep.BatchMeans(xs, ys, bs, sh, data.shuffle_generator(config.seed, bs)) for bs, sh in runs]
+        return sweep.fit_batched(streams, lengths, data.init_line(config.seed), config, draw=draw)
+
+    (p1, l1), (p2, l2) = fit(map), (None, None)
+    with ThreadPoolExecutor(2) as pool:
+        p2, l2 = fit(pool.map)
+    assert np.array_equal(p1, p2) and all(np.array_equal(a, b) for a, b in zip(l1, l2, strict=True))
+
+
 @pytest.mark.parametrize("broadcast", [True, False])
 def test_quadratic_is_the_loss_and_its_gradient(broadcast):
     """The closed form (loss and gradient from five batch means) against F.mse_loss and autograd, float64."""
