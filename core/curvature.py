@@ -167,13 +167,18 @@ def _lanczos(op, v, iters: int, tol: float):
         ]
 
     q = flat(v)
-    basis, alpha, beta = [q / q.norm()], [], []
+    # the basis as rows of one matrix, written in place: no copy of the whole basis per product (a list
+    # stacked at every step copied O(iters^2) vectors: 0.9 of CIFAR's 1.4 s Lanczos, 24 products of 925k
+    # weights); rows never written are never touched, so memory is what the products spent
+    basis = torch.empty((iters + 1, q.numel()), dtype=q.dtype, device=q.device)
+    basis[0] = q / q.norm()
+    alpha, beta = [], []
     top, prev, rel, it = math.nan, math.nan, math.inf, 0
     ritz = np.ones(1)
-    for it in range(1, iters + 1):  # noqa: B007  `it` is the count spent
-        w = flat(op(unflat(basis[-1])))
-        alpha.append(float(w @ basis[-1]))
-        q_all = torch.stack(basis)  # (j, P)
+    for it in range(1, iters + 1):
+        w = flat(op(unflat(basis[it - 1])))
+        alpha.append(float(w @ basis[it - 1]))
+        q_all = basis[:it]  # (j, P)
         for _ in range(2):  # twice is enough (Kahan): keeps the basis orthogonal in floating point
             w = w - q_all.T @ (q_all @ w)
         t = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
@@ -185,8 +190,8 @@ def _lanczos(op, v, iters: int, tol: float):
         if rel <= tol or b <= 1e-12 * max(1.0, abs(top)) or not math.isfinite(top):
             break
         beta.append(b)
-        basis.append(w / b)
-    y = torch.from_numpy(ritz).to(basis[0]) @ torch.stack(basis[: len(ritz)])
+        basis[it] = w / b
+    y = torch.from_numpy(ritz).to(basis) @ basis[: len(ritz)]
     return top, unflat(y / y.norm()), it, rel
 
 
