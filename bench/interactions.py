@@ -61,7 +61,7 @@ _PROBE = """
   const AFTER_DRAWN = AFTER_DRAWN_TEXT;
   const s = window.__clinic = {t0: 0, first: null, last: null, running: 0, changes: 0, current: null};
   const after = () => [...document.querySelectorAll('[data-testid="stProgress"]')]
-    .some((p) => p.innerText.includes(AFTER_DRAWN));
+    .some((p) => p.textContent.includes(AFTER_DRAWN));  // textContent: no forced layout
   const inMain = (n) => {
     const e = n && (n.nodeType === 1 ? n : n.parentElement);
     return e && e.closest && e.closest('[data-testid="stMainBlockContainer"]');
