@@ -28,3 +28,4 @@ with st.container(border=True):
 device = ui.device_sidebar()
 st.caption(f"Device: {ui.badge(device)}")
 st.caption("Every page also runs headless: `python -m core list` and `python -m core run CASE`.")
+ui.warm_up()  # last: the first run's one-off import, in the background while the page is read

@@ -97,6 +97,32 @@ def test_home_lists_every_case_with_a_link_and_a_device_badge():
         assert case.symptom in captions
 
 
+def test_the_home_page_warms_up_the_first_runs_import_once(monkeypatch):
+    """The home page starts one background import of torch._dynamo per server process (torch.optim's
+    first step imports it, ~1 s): started by the page, once, however many visits follow."""
+    import sys
+    import threading
+
+    from core import ui
+
+    started = []
+
+    class Recording(threading.Thread):
+        def start(self):
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", Recording)
+    ui.warm_up.clear()  # as in a fresh server process
+    open_page()
+    open_page("poly")
+    open_page()
+    warm = [t for t in started if t.name == "warm-up"]
+    assert len(warm) == 1 and warm[0].daemon and ui.warm_up() is warm[0]
+    warm[0].join(timeout=60)
+    assert not warm[0].is_alive() and "torch._dynamo" in sys.modules
+
+
 @pytest.mark.parametrize("case_name", list(registry.CASES))
 def test_page_with_defaults_and_every_preset(case_name):
     at = open_page(case_name)

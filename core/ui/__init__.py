@@ -19,6 +19,7 @@ from core.ui.base import (
     max_run_seconds,
     page,
     results,
+    warm_up,
 )
 from core.ui.compare import coinciding, compare, compared, pinned, pins, train_the_rest
 from core.ui.panels import downloads, lr_finder
@@ -50,5 +51,5 @@ __all__ = [
     "findings", "from_url", "init_settings", "int_setting", "keep", "key", "load", "log_slider", "loss_view",
     "lr_finder", "max_run_seconds", "number", "on_demand", "page", "pin_label", "pinned", "pins", "points_upload",
     "preset_buttons", "results", "run", "seeds", "sharpness", "show_code", "text_setting", "to_url",
-    "train_the_rest", "url_params", "widget_value",
+    "train_the_rest", "url_params", "warm_up", "widget_value",
 ]  # fmt: skip

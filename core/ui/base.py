@@ -3,8 +3,10 @@ badge, widget keys and the settings a page starts from."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import threading
 
 import streamlit as st
 import torch
@@ -24,6 +26,17 @@ LINK_CONFIRM_SECONDS = 20.0  # a link whose run is estimated longer than this wa
 def results() -> runner.ResultCache:
     """One bounded cache of finished runs for the whole server, keyed by (case, config, device)."""
     return runner.ResultCache(RESULTS_MAX_BYTES)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Once per server process, in the background: the import the first run would otherwise wait for
+    (torch.optim imports torch._dynamo on its first step: ~1 s on the 2-core CPU, paid by the first page
+    that trains). Called at the end of the home page, so that it runs while the person reads it, not
+    while the page draws; a run that starts before it is done waits on Python's import lock, never twice."""
+    thread = threading.Thread(target=importlib.import_module, args=("torch._dynamo",), name="warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def max_run_seconds() -> float:
