@@ -91,13 +91,14 @@ _OPTIONS = {"nogil": True, "fastmath": _FAST, "error_model": "numpy", "boundsche
 
 def _jit(fn, **extra):
     """numba's compiled fn (module-level, so that its machine code is cached across processes), or fn
-    itself without numba (never called then: `applies` is False)."""
+    itself without numba (never called then: `applies` is False). `extra` adds to or overrides _OPTIONS."""
     if numba is None:
         return fn
+    options = {**_OPTIONS, **extra}
     try:
-        return numba.njit(cache=True, **_OPTIONS, **extra)(fn)
+        return numba.njit(cache=True, **options)(fn)
     except RuntimeError:  # no writable cache location: compile in memory each process
-        return numba.njit(**_OPTIONS, **extra)(fn)
+        return numba.njit(**options)(fn)
 
 
 @functools.partial(_jit, inline="always")

@@ -13,8 +13,9 @@ continues as if torch had drawn them. `available()` checks that once per process
 (a torch whose state layout or randperm differs takes numpy's path instead); tests/test_linreg.py
 compares whole streams with `epoch_orders`.
 
-The batch sums keep numpy's order: every batch but the first summed in the permutation's order, the
-first as the data's total minus the others (which halves the work when a batch is most of the data).
+The batch sums are added in the permutation's order (numpy's reduceat, the path without numba, adds
+in another order: the two agree to rounding), the first batch as the data's total minus the others
+(which halves the work when a batch is most of the data), as that path takes it.
 """
 
 from __future__ import annotations
@@ -24,17 +25,10 @@ import functools
 import numpy as np
 import torch
 
+from core.kernels import _jit as _kernel_jit
 from core.kernels import numba
 
-
-def _jit(fn):
-    """Compiled without fastmath: the sums must come out in numpy's order, bit for bit."""
-    if numba is None:
-        return fn
-    try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)(fn)
-    except RuntimeError:  # no writable cache location: compile in memory each process
-        return numba.njit(nogil=True, error_model="numpy", boundscheck=False)(fn)
+_jit = functools.partial(_kernel_jit, fastmath=False)  # the sums in the order written, on every CPU
 
 
 N, M = 624, 397  # MT19937's state size and shift
@@ -98,7 +92,7 @@ def _shuffled_sums(table, total, mt, at, bs, epochs, order, sums):
             j = (n - 1) // bs
             for c in range(5):
                 sums[e, j, c] += table[order[n - 1], c]
-        for c in range(5):  # the first batch: the total minus the others, summed in order as numpy sums them
+        for c in range(5):  # the first batch: the total minus the others, those summed in order
             rest = 0.0
             for j in range(1, nb):
                 rest += sums[e, j, c]
@@ -106,15 +100,15 @@ def _shuffled_sums(table, total, mt, at, bs, epochs, order, sums):
     at[0] = k
 
 
-def _state(generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-    raw = generator.get_state().numpy()
+def _state(generator: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (the state's bytes, a copy to write back into; mt int64[624]; at: the next output's index)."""
+    raw = generator.get_state().numpy().copy()
     left = int(raw[8:12].view(np.int32)[0])
     mt = raw[STATE_AT:STATE_BYTES].view(np.uint64).astype(np.int64)
-    return mt, np.array([N + 1 - left], dtype=np.int64)  # torch twists when `left` counts down to 0
+    return raw, mt, np.array([N + 1 - left], dtype=np.int64)  # torch twists when `left` counts down to 0
 
 
-def _put_state(generator: torch.Generator, mt: np.ndarray, at: np.ndarray) -> None:
-    raw = generator.get_state().numpy().copy()
+def _put_state(generator: torch.Generator, raw: np.ndarray, mt: np.ndarray, at: np.ndarray) -> None:
     raw[8:12] = np.array([N + 1 - int(at[0])], dtype=np.int32).view(np.uint8)
     raw[16:24] = np.array([int(at[0]) % N], dtype=np.uint64).view(np.uint8)
     raw[STATE_AT:STATE_BYTES] = mt.astype(np.uint64).view(np.uint8)
@@ -125,11 +119,11 @@ def shuffled_sums(table: np.ndarray, bs: int, epochs: int, generator: torch.Gene
     """-> (sums (epochs, nb, 5), the last epoch's order (n,) int64): the next `epochs` shuffled epochs of
     `generator`'s stream (as `data.epoch_orders` draws them), each batch's sums of table's rows."""
     n = len(table)
-    mt, at = _state(generator)
+    raw, mt, at = _state(generator)
     order = np.empty(n, dtype=np.int64)
     sums = np.empty((epochs, -(-n // bs), 5))
     _shuffled_sums(table, table.sum(0), mt, at, bs, epochs, order, sums)
-    _put_state(generator, mt, at)
+    _put_state(generator, raw, mt, at)
     return sums, order
 
 
