@@ -11,8 +11,9 @@ them) compiles on first use (a few seconds) and caches the machine code beside t
 
 A training step (`HeadStep`) runs nothing else on the data: forward, the loss's derivative written out
 as autograd takes it, and backward, over two fixed halves of the rows, on two cores when the run has
-them (0.35 ms a step), and the optimizer's update (`updater`: torch's SGD, Adam and RMSprop maths on
-torch's own state, ~10 us instead of torch's ~0.3 ms of bookkeeping).
+them (0.35 ms a step on the AMD EPYC; 0.115 ms on the AVX-512 Xeon, with 512-bit vectors and the
+backward taking four rows a pass), and the optimizer's update (`updater`: torch's SGD, Adam and RMSprop
+maths on torch's own state, ~10 us instead of torch's ~0.3 ms of bookkeeping).
 
 tanh is Eigen's float32 rational approximation (the one XLA and TensorFlow use) up to |z| = 9, and
 exactly +-1 beyond, as float32 tanh is: within 3e-7 of the exact value everywhere, torch.tanh's
@@ -24,8 +25,9 @@ torch path.
 
 The sharpness measurement's Hessian-vector product of the same layer (`head_hessian`, Pearlmutter's
 R-operator written out) is compiled too: one pass over the activations per product instead of a double
-backward through the torch layers (~10x fewer seconds); tests/test_nets.py checks it against float64
-double backward, tests/test_sine.py the sharpness of whole runs.
+backward through the torch layers (~10x fewer seconds), over the same two halves, at once where that
+is faster; tests/test_nets.py checks it against float64 double backward and the halves in series
+against the halves at once, tests/test_sine.py the sharpness of whole runs.
 
 Used only where it applies (numba importable, CPU, float32, one input, tanh / relu / identity); every
 other layer runs the torch code in core/nets.py. CLINIC_KERNELS=0 turns it off (the tests' oracle).
@@ -68,17 +70,37 @@ def applies(x: torch.Tensor, w1: torch.Tensor, act: str, *others: torch.Tensor |
 
 class Kernels(NamedTuple):
     forward: Callable
+    forwards: Callable  # parallel
     backward: Callable
     step: Callable
     steps: Callable  # parallel
     gather: Callable
     hessian: Callable
+    hessians: Callable  # parallel
     adam: Callable
     rmsprop: Callable
     sgd: Callable
     count_flat: Callable
 
 
+def _full_vector_width() -> None:
+    """Let LLVM use the CPU's whole vector width. Its tuning for Intel CPUs with AVX-512 prefers 256-bit
+    vectors (clang's -mprefer-vector-width=256); these kernels are long runs of float32 arithmetic over
+    rows of 128, which 512-bit vectors take in half the instructions: a 1-128-1 training step on two
+    cores of an AVX-512 Xeon took 0.115 ms instead of 0.135 (BENCHMARKS.md). Set once, before numba
+    compiles anything in this process (its target machine is made at the first compilation, and its
+    on-disk cache is keyed by these features); an explicit NUMBA_CPU_FEATURES is left as it is."""
+    if numba.config.CPU_FEATURES is not None or os.environ.get("NUMBA_CPU_FEATURES"):
+        return
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    if features.get("avx512f"):
+        numba.config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
+
+
+if numba is not None:
+    _full_vector_width()
 if numba is not None and numba.config.THREADING_LAYER not in ("tbb", "omp", "safe", "threadsafe"):
     # the default falls back to numba's workqueue, which aborts the process when two threads (two
     # sessions' runs) launch parallel kernels at once; with none thread-safe, HeadStep runs in series
@@ -142,6 +164,7 @@ def _forward(x, w, b, v, c, act, a, z, lo, hi):
     for i in range(lo, hi):
         xi = x[i]
         row = a[i]
+        s = np.float32(0)
         for j in range(h):
             u = xi * w[j] + b[j]
             if act == 1:
@@ -149,9 +172,7 @@ def _forward(x, w, b, v, c, act, a, z, lo, hi):
             elif act == 2:
                 u = np.float32(0) if u < 0 else u  # NaN stays NaN, as in torch.relu
             row[j] = u
-        s = np.float32(0)
-        for j in range(h):
-            s += row[j] * v[j]
+            s += u * v[j]
         z[i] = s + c
 
 
@@ -176,7 +197,34 @@ def _backward(x, w, v, a, g, act, need_x, part, dx, lo, hi):
     part[:] = 0
     bw, bb, bv = np.zeros(h, np.float32), np.zeros(h, np.float32), np.zeros(h, np.float32)
     for start in range(lo, hi, BLOCK):  # float32 sums over a block of rows (vectorised), float64 across blocks
-        for i in range(start, min(start + BLOCK, hi)):
+        stop = min(start + BLOCK, hi)
+        rest = start if need_x else stop - (stop - start) % 4
+        for i in range(start, rest, 4):  # four rows a pass: one load and store of the sums, not four
+            g0, g1, g2, g3 = g[i], g[i + 1], g[i + 2], g[i + 3]
+            x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+            r0, r1, r2, r3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+            for j in range(h):
+                vj = v[j]
+                a0, a1, a2, a3 = r0[j], r1[j], r2[j], r3[j]
+                d0 = g0 * vj * _slope(a0, act)
+                d1 = g1 * vj * _slope(a1, act)
+                d2 = g2 * vj * _slope(a2, act)
+                d3 = g3 * vj * _slope(a3, act)
+                sw, sb, sv = bw[j], bb[j], bv[j]  # added row by row, as the loop below adds them
+                sw += d0 * x0
+                sb += d0
+                sv += g0 * a0
+                sw += d1 * x1
+                sb += d1
+                sv += g1 * a1
+                sw += d2 * x2
+                sb += d2
+                sv += g2 * a2
+                sw += d3 * x3
+                sb += d3
+                sv += g3 * a3
+                bw[j], bb[j], bv[j] = sw, sb, sv
+        for i in range(rest, stop):  # the rows left, one at a time (all of them when dx is wanted)
             gi = g[i]
             xi = x[i]
             row = a[i]
@@ -207,7 +255,9 @@ def _gather(parts, dw, db, dv):
         dv[j] = sv
 
 
-@_jit
+# its float64 sums in row order, not reassociated: vectorised, they came out a bit apart in the series
+# and at-once compilations of a step (512-bit vectors), and one of them is the output bias's gradient
+@functools.partial(_jit, fastmath=_FAST - {"reassoc"})
 def _point_loss(z, y, kind, out_tanh, n, g, lo, hi):
     """For the rows lo..hi, the loss of the predictions act(z) (tanh or identity) against y and its
     derivative in z, written to g, as autograd takes it: sse sum r^2 (2r), mse mean r^2 (2r/n), l1 mean
@@ -242,20 +292,20 @@ def _step(x, y, w, b, v, c, act, kind, out_tanh, a, z, g, part, lo, hi):
 
 
 @_jit
-def _hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, part):
+def _hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, part, lo, hi):
     """The Hessian of L = sum_i l_i(z_i) in (w, b, v, c) times the vector (vw, vb, vv, vc), by
     Pearlmutter's R-operator, with g1 = dl_i/dz_i, g2 = d2l_i/dz_i2 (a separable loss) and the
     activations a at the weights: Ru = x vw + vb, Rz = sum_j vv a + v act'(u) Ru + vc;
     Hv_v = sum_i g2 Rz a + g1 act' Ru,  Hv_b = sum_i g2 Rz v act' + g1 (vv act' + v act'' Ru),
-    Hv_w = the same weighted by x_i, Hv_c = sum_i g2 Rz (returned); (Hv_w, Hv_b, Hv_v) as float64 sums in
-    part (3, h), as `_backward`'s. act', act'' from the output a."""
-    n, h = a.shape
+    Hv_w = the same weighted by x_i, Hv_c = sum_i g2 Rz (returned); the rows lo..hi's share of (Hv_w, Hv_b,
+    Hv_v) as float64 sums in part (3, h), as `_backward`'s. act', act'' from the output a."""
+    h = a.shape[1]
     part[:] = 0
     bw, bb, bv = np.zeros(h, np.float32), np.zeros(h, np.float32), np.zeros(h, np.float32)
     d, e, ru = np.empty(h, np.float32), np.empty(h, np.float32), np.empty(h, np.float32)
     sc = 0.0
-    for start in range(0, n, BLOCK):
-        for i in range(start, min(start + BLOCK, n)):
+    for start in range(lo, hi, BLOCK):
+        for i in range(start, min(start + BLOCK, hi)):
             xi = x[i]
             row = a[i]
             rz = np.float32(0)
@@ -329,6 +379,20 @@ def _steps(x, y, w, b, v, c, act, kind, out_tanh, a, z, g, parts, bounds, sums):
         )
 
 
+@functools.partial(_jit, parallel=True)
+def _forwards(x, w, b, v, c, act, a, z, bounds):
+    """`forward` on each part's rows (bounds (k, 2)) at once, a thread a part."""
+    for q in numba.prange(bounds.shape[0]):
+        _forward(x, w, b, v, c, act, a, z, bounds[q, 0], bounds[q, 1])
+
+
+@functools.partial(_jit, parallel=True)
+def _hessians(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, parts, bounds, scs):
+    """`hessian` on each part's rows (bounds (k, 2)) at once, a thread a part: Hv_c's share into scs (k,)."""
+    for q in numba.prange(parts.shape[0]):
+        scs[q] = _hessian(x, w, b, v, a, g1, g2, act, vw, vb, vv, vc, parts[q], bounds[q, 0], bounds[q, 1])
+
+
 @_jit
 def _count_flat(a, mode):
     """How many of a lie in their activation's flat part, compared in float32 as torch compares them:
@@ -367,7 +431,9 @@ def count_flat(a: torch.Tensor, activation: str) -> int | None:
     return int(_get().count_flat(a.contiguous().view(-1).numpy(), FLAT[activation]))
 
 
-_KERNELS = Kernels(_forward, _backward, _step, _steps, _gather, _hessian, _adam, _rmsprop, _sgd, _count_flat)
+_KERNELS = Kernels(
+    _forward, _forwards, _backward, _step, _steps, _gather, _hessian, _hessians, _adam, _rmsprop, _sgd, _count_flat
+)
 
 
 def _get() -> Kernels:
@@ -380,14 +446,17 @@ def _flat(t: torch.Tensor | None, size: int) -> np.ndarray:
     return t.detach().reshape(-1).contiguous().numpy()
 
 
-def head_forward(x, w1, b1, w2, b2, act: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (z (n, 1), a (n, h)) as core/nets.py's head computes them."""
-    forward = _get().forward
+def head_forward(x, w1, b1, w2, b2, act: str, at_once: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (z (n, 1), a (n, h)) as core/nets.py's head computes them; at_once: over PARTS row ranges on as
+    many threads (each row is computed alone, so the bits are the same)."""
+    k = _get()
     n, h = x.shape[0], w1.shape[1]
     a = torch.empty(n, h, dtype=torch.float32)
     z = torch.empty(n, 1, dtype=torch.float32)
     c = np.float32(b2.detach().reshape(-1)[0].item()) if b2 is not None else np.float32(0)
-    forward(_flat(x, n), _flat(w1, h), _flat(b1, h), _flat(w2, h), c, ACTS[act], a.numpy(), z.numpy().reshape(-1), 0, n)
+    args = (_flat(x, n), _flat(w1, h), _flat(b1, h), _flat(w2, h), c, ACTS[act], a.numpy(), z.numpy().reshape(-1))
+    if not (at_once and _parallel_works() and _at_once(k.forwards, *args, _bounds(n))):
+        k.forward(*args, 0, n)
     return z, a
 
 
@@ -406,16 +475,19 @@ def head_backward(x, w1, w2, a, gz, act: str, need_x: bool):
     return (dx if need_x else None), dw, db, dv
 
 
-def head_hessian(x, w1, b1, w2, b2, act: str, loss: Callable[[torch.Tensor], torch.Tensor]):
+def head_hessian(x, w1, b1, w2, b2, act: str, loss: Callable[[torch.Tensor], torch.Tensor], ways: Faster | None = None):
     """The Hessian-vector product of `loss(z)` in the head's weights (core/nets.py's `head`:
     z = act(x w1 + b1) w2 + b2, one input, one output), at their current values. loss: z (n, 1) -> the
     scalar loss, a sum or mean over the points of a function of each z_i (so that its Hessian in z is
     diagonal: its diagonal is taken by autograd on z alone). -> hv([vw1, vb1, vw2, vb2]) -> the
     products for w1, b1, w2, b2, shaped as the weights; an absent bias (None) takes a None direction
-    and gives None. The activations are computed once here: each product is then one pass over them."""
+    and gives None. The activations are computed once here: each product is then one pass over them, in
+    HeadStep's PARTS fixed parts added in order: one after the other, or at once on two cores where
+    `ways` (a `Faster`, kept across measurements by the caller whose run has the cores) finds that
+    faster; the same bits either way."""
     k = _get()
     n, h = x.shape[0], w1.shape[1]
-    z, a = head_forward(x, w1, b1, w2, b2, act)
+    z, a = head_forward(x, w1, b1, w2, b2, act, at_once=ways is not None and ways.favour)
     z.requires_grad_()
     with torch.enable_grad():
         (g1,) = torch.autograd.grad(loss(z), z, create_graph=True)
@@ -425,20 +497,42 @@ def head_hessian(x, w1, b1, w2, b2, act: str, loss: Callable[[torch.Tensor], tor
     def points(g):  # force: autograd's second derivative of a piecewise-linear loss is a ZeroTensor
         return np.ascontiguousarray(g.detach().reshape(-1).numpy(force=True), dtype=np.float32)
 
-    xs, w, b, v, a_ = _flat(x, n), _flat(w1, h), _flat(b1, h), _flat(w2, h), a.numpy()
-    p, q, code = points(g1), points(g2), ACTS[act]
+    fixed = (_flat(x, n), _flat(w1, h), _flat(b1, h), _flat(w2, h), a.numpy(), points(g1), points(g2), ACTS[act])
+    bounds = _bounds(n)
 
     def hv(vs):
         vw1, vb1, vw2, vb2 = vs
         hw, hb, hv_ = torch.empty(1, h), torch.empty(h), torch.empty(h, 1)
         vc = np.float32(vb2.reshape(-1)[0].item()) if vb2 is not None else np.float32(0)
-        part = np.empty((1, 3, h))
-        c = k.hessian(xs, w, b, v, a_, p, q, code, _flat(vw1, h), _flat(vb1, h), _flat(vw2, h), vc, part[0])
-        k.gather(part, hw.numpy().reshape(-1), hb.numpy(), hv_.numpy().reshape(-1))
-        hc = torch.full((1,), c, dtype=torch.float32) if b2 is not None else None
+        args = (*fixed, _flat(vw1, h), _flat(vb1, h), _flat(vw2, h), vc)
+        parts, scs = np.empty((PARTS, 3, h)), np.empty(PARTS)
+        together = ways is not None and _parallel_works() and ways.pick()
+        start = time.perf_counter()
+        if not (together and _at_once(k.hessians, *args, parts, bounds, scs)):
+            for q, (lo, hi) in enumerate(bounds):
+                scs[q] = k.hessian(*args, parts[q], lo, hi)
+        if ways is not None:
+            ways.record(together, time.perf_counter() - start)
+        k.gather(parts, hw.numpy().reshape(-1), hb.numpy(), hv_.numpy().reshape(-1))
+        hc = torch.full((1,), float(scs.sum()), dtype=torch.float32) if b2 is not None else None
         return [hw, hb if b1 is not None else None, hv_, hc]
 
     return hv
+
+
+def _bounds(n: int) -> np.ndarray:
+    """The PARTS fixed row ranges (PARTS, 2) of n rows (not np.linspace: 25 us, a tenth of a product)."""
+    return np.array([(n * q // PARTS, n * (q + 1) // PARTS) for q in range(PARTS)], dtype=np.int64)
+
+
+def _at_once(kernel, *args) -> bool:
+    """Runs a prange kernel; False (and never again in this process) where no thread-safe layer is found."""
+    try:
+        kernel(*args)
+    except (ValueError, RuntimeError, ImportError):  # no thread-safe threading layer here (tbb or OpenMP)
+        _no_parallel.set()
+        return False
+    return True
 
 
 class HeadStep:
@@ -469,19 +563,21 @@ class HeadStep:
         self.grads = (_flat(w1.grad, h), scratch if b1 is None else b1.grad.numpy(), _flat(w2.grad, h))
         self.b2_grad = b2.grad.numpy() if b2 is not None else None
         self.parts, self.sums = np.zeros((PARTS, 3, h)), np.zeros((PARTS, 3))
-        cuts = np.linspace(0, n, PARTS + 1).astype(np.int64)
-        self.bounds = np.stack([cuts[:-1], cuts[1:]], axis=1)
+        self.bounds = _bounds(n)
         self.args = (
             _flat(x, n), _flat(y, n), _flat(w1, h), _flat(b1, h), _flat(w2, h), ACTS[act], self.kind, out_tanh,
             self.a.numpy(), self.z.numpy().reshape(-1), self.g.numpy(),
         )  # fmt: skip
         self.ways = Faster()
+        self.c = _flat(b2, 1)  # a view of the output bias, as the args are of the other weights (zeros if none)
 
     def __call__(self, parallel: bool = False) -> tuple[float, float]:
-        c = np.float32(self.b2.detach()[0].item()) if self.b2 is not None else np.float32(0)
+        c = self.c[0]
         together = parallel and _parallel_works() and self.ways.pick()
         start = time.perf_counter()
-        if not (together and self._together(c)):
+        if not (
+            together and _at_once(self.k.steps, *self.args[:5], c, *self.args[5:], self.parts, self.bounds, self.sums)
+        ):
             for q, (lo, hi) in enumerate(self.bounds):
                 self.sums[q] = self.k.step(*self.args[:5], c, *self.args[5:], self.parts[q], lo, hi)
         if parallel:
@@ -491,14 +587,6 @@ class HeadStep:
         if self.b2_grad is not None:
             self.b2_grad[0] = total
         return (loss if self.kind == 0 else loss / self.n), squares / self.n
-
-    def _together(self, c: np.float32) -> bool:
-        try:
-            self.k.steps(*self.args[:5], c, *self.args[5:], self.parts, self.bounds, self.sums)
-        except (ValueError, RuntimeError, ImportError):  # no thread-safe threading layer here (tbb or OpenMP)
-            _no_parallel.set()
-            return False
-        return True
 
 
 class Faster:

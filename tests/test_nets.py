@@ -256,6 +256,29 @@ def test_a_compiled_step_gives_the_same_bits_in_series_and_at_once(monkeypatch):
 
 
 @pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("loss", ["mean-tanh", "sse"])
+def test_a_compiled_hessian_product_gives_the_same_bits_in_series_and_at_once(monkeypatch, loss):
+    """The sharpness's product over the parts one after the other (no `ways`, or `ways` picking the
+    series) or at once on two threads: the same bits, Hv_c included."""
+    x, w1, b1, w2, b2, y = tensors(4000, 1, 128, True, seed=6)
+    weights = [t.float() for t in (w1, b1, w2, b2)]
+    gen = torch.Generator().manual_seed(8)
+    vs = [torch.randn(t.shape, generator=gen) for t in weights]
+
+    def products(ways, together):
+        monkeypatch.setattr(kernels.Faster, "pick", lambda self: together)
+        product = kernels.head_hessian(x.float(), *weights, "tanh", lambda z: LOSSES[loss](z, y.float()), ways=ways)
+        return [product(vs) for _ in range(2)]
+
+    serial = products(None, True)  # without ways: in series whatever pick says
+    for got in (products(kernels.Faster(), True), products(kernels.Faster(), False)):
+        for hs, hs_ref in zip(got, serial, strict=True):
+            for h, h_ref in zip(hs, hs_ref, strict=True):
+                assert torch.equal(h, h_ref)
+    assert any(float(h.abs().max()) > 0 for h in serial[0])
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
 def test_a_compiled_step_without_a_thread_safe_layer_runs_in_series(monkeypatch):
     x, w1, b1, w2, b2, y = tensors(200, 1, 16, True, seed=4)
     weights = [t.float().clone().requires_grad_() for t in (w1, b1, w2, b2)]
