@@ -388,3 +388,25 @@ def test_the_compiled_count_of_flat_activations_is_torchs(act, monkeypatch):
     assert saturated(a, act).item() == compiled and 0 < compiled < a.numel()
     monkeypatch.delenv("CLINIC_KERNELS")
     assert kernels.count_flat(a.double(), act) is None and kernels.count_flat(a, "identity") is None
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("avx512", [True, False])
+def test_numba_compiles_for_the_whole_vector_width_unless_told(monkeypatch, avx512):
+    """On an AVX-512 CPU the kernels are compiled without LLVM's preference for 256-bit vectors; on others,
+    or where NUMBA_CPU_FEATURES says otherwise, numba's own choice stands."""
+    from llvmlite import binding
+
+    class Features(dict):
+        def flatten(self):
+            return ",".join(("+" if on else "-") + name for name, on in self.items())
+
+    monkeypatch.setattr(binding, "get_host_cpu_features", lambda: Features(avx2=True, avx512f=avx512))
+    monkeypatch.setattr(kernels.numba.config, "CPU_FEATURES", None)
+    monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
+    kernels._full_vector_width()
+    assert kernels.numba.config.CPU_FEATURES == ("+avx2,+avx512f,-prefer-256-bit" if avx512 else None)
+    monkeypatch.setattr(kernels.numba.config, "CPU_FEATURES", None)
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+avx2")  # numba reads it itself
+    kernels._full_vector_width()
+    assert kernels.numba.config.CPU_FEATURES is None
