@@ -405,8 +405,10 @@ def test_numba_compiles_for_the_whole_vector_width_unless_told(monkeypatch, avx5
     monkeypatch.setattr(kernels.numba.config, "CPU_FEATURES", None)
     monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
     kernels._full_vector_width()
-    assert kernels.numba.config.CPU_FEATURES == ("+avx2,+avx512f,-prefer-256-bit" if avx512 else None)
+    features = kernels.numba.config.CPU_FEATURES
+    assert features == ("+avx2,+avx512f,-prefer-256-bit" if avx512 else None)
     monkeypatch.setattr(kernels.numba.config, "CPU_FEATURES", None)
     monkeypatch.setenv("NUMBA_CPU_FEATURES", "+avx2")  # numba reads it itself
     kernels._full_vector_width()
-    assert kernels.numba.config.CPU_FEATURES is None
+    features = kernels.numba.config.CPU_FEATURES
+    assert features is None
