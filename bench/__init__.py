@@ -20,18 +20,33 @@ and optionally:
 The harness times posted and app interleaved, repeated, and reports medians and ratios.
 """
 
+NOTES = ("<!-- notes -->", "<!-- /notes -->")  # a hand-written block inside a section: kept by rewrites
+
 
 def replace_section(text: str, heading: str, body: str) -> str:
     """BENCHMARKS.md's `text` with its section that starts at the line `heading` ("## ...") replaced
     by `body` (which starts with that heading), up to the next "## " section; appended when absent.
     The main benchmark, `--examine` and `bench.sharpness` each write their own section this way, so
-    that none of them drops another's."""
+    that none of them drops another's. A block of hand-written notes in the old section, between the
+    NOTES markers, is kept: placed before the new body's table (or at its end), unless the body has one."""
     start = text.find(heading)
     if start < 0:
         return text.rstrip() + "\n\n" + body.rstrip() + "\n"
     nxt = text.find("\n## ", start + len(heading))
+    old = text[start:nxt] if nxt >= 0 else text[start:]
     rest = text[nxt + 1 :] if nxt >= 0 else ""
-    return text[:start] + body.rstrip() + "\n" + ("\n" + rest if rest else "")
+    return text[:start] + _with_notes(body.rstrip(), old) + "\n" + ("\n" + rest if rest else "")
+
+
+def _with_notes(body: str, old: str) -> str:
+    begin, end = old.find(NOTES[0]), old.find(NOTES[1])
+    if begin < 0 or end < begin or NOTES[0] in body:
+        return body
+    notes = old[begin : end + len(NOTES[1])]
+    table = body.find("\n| ")
+    if table < 0:
+        return body + "\n\n" + notes
+    return body[:table].rstrip() + "\n\n" + notes + "\n\n" + body[table + 1 :]
 
 
 def later_sections(text: str) -> str:

@@ -59,3 +59,21 @@ def test_one_pass_over_a_page_finds_every_standard_interaction():
     cold = next(t for t in timings if t.action == "open (cold)")
     assert cold.current_s is None or 0 < cold.current_s <= cold.final_s + 1e-3, cold
     assert all(t.drawn_s <= t.final_s + 1e-3 for t in timings)
+
+
+def test_a_rewritten_section_keeps_its_hand_written_notes_and_no_other_section_changes():
+    from bench import NOTES, replace_section
+
+    notes = f"{NOTES[0]}\nStill missed: the revisits.\n{NOTES[1]}"
+    text = "# Benchmarks\n\n## Latency\n\nold run\n\n" + notes + "\n\n| a |\n| 1 |\n\n## Other\n\nkept\n"
+    new = replace_section(text, "## Latency", "## Latency\n\nnew run\n\n| a |\n| 2 |")
+    assert new == "# Benchmarks\n\n## Latency\n\nnew run\n\n" + notes + "\n\n| a |\n| 2 |\n\n## Other\n\nkept\n"
+    assert replace_section(new, "## Latency", "## Latency\n\nnewer") == (
+        "# Benchmarks\n\n## Latency\n\nnewer\n\n" + notes + "\n\n## Other\n\nkept\n"
+    )  # no table: at the end
+    without = text.replace(notes + "\n\n", "")
+    assert (
+        replace_section(without, "## Latency", "## Latency\n\nx")
+        == "# Benchmarks\n\n## Latency\n\nx\n\n## Other\n\nkept\n"
+    )
+    assert replace_section("# B\n", "## New", "## New\n\ny") == "# B\n\n## New\n\ny\n"
