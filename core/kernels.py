@@ -94,7 +94,10 @@ def _full_vector_width() -> None:
         return
     from llvmlite import binding
 
-    features = binding.get_host_cpu_features()
+    try:
+        features = binding.get_host_cpu_features()
+    except RuntimeError:  # LLVM cannot read them on this host: numba's own choice stands
+        return
     if features.get("avx512f"):
         numba.config.CPU_FEATURES = features.flatten() + ",-prefer-256-bit"
 

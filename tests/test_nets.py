@@ -412,3 +412,18 @@ def test_numba_compiles_for_the_whole_vector_width_unless_told(monkeypatch, avx5
     kernels._full_vector_width()
     features = kernels.numba.config.CPU_FEATURES
     assert features is None
+
+
+@pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+def test_numba_keeps_its_choice_where_llvm_cannot_read_the_cpu(monkeypatch):
+    from llvmlite import binding
+
+    def unreadable():
+        raise RuntimeError("failed to get host cpu features")
+
+    monkeypatch.setattr(binding, "get_host_cpu_features", unreadable)
+    monkeypatch.setattr(kernels.numba.config, "CPU_FEATURES", None)
+    monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
+    kernels._full_vector_width()
+    features = kernels.numba.config.CPU_FEATURES
+    assert features is None
