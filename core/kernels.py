@@ -509,13 +509,12 @@ def head_hessian(x, w1, b1, w2, b2, act: str, loss: Callable[[torch.Tensor], tor
         vc = np.float32(vb2.reshape(-1)[0].item()) if vb2 is not None else np.float32(0)
         args = (*fixed, _flat(vw1, h), _flat(vb1, h), _flat(vw2, h), vc)
         parts, scs = np.empty((PARTS, 3, h)), np.empty(PARTS)
-        together = ways is not None and _parallel_works() and ways.pick()
-        start = time.perf_counter()
-        if not (together and _at_once(k.hessians, *args, parts, bounds, scs)):
+
+        def in_series():
             for q, (lo, hi) in enumerate(bounds):
                 scs[q] = k.hessian(*args, parts[q], lo, hi)
-        if ways is not None:
-            ways.record(together, time.perf_counter() - start)
+
+        _in_parts(ways, lambda: _at_once(k.hessians, *args, parts, bounds, scs), in_series)
         k.gather(parts, hw.numpy().reshape(-1), hb.numpy(), hv_.numpy().reshape(-1))
         hc = torch.full((1,), float(scs.sum()), dtype=torch.float32) if b2 is not None else None
         return [hw, hb if b1 is not None else None, hv_, hc]
@@ -526,6 +525,17 @@ def head_hessian(x, w1, b1, w2, b2, act: str, loss: Callable[[torch.Tensor], tor
 def _bounds(n: int) -> np.ndarray:
     """The PARTS fixed row ranges (PARTS, 2) of n rows (not np.linspace: 25 us, a tenth of a product)."""
     return np.array([(n * q // PARTS, n * (q + 1) // PARTS) for q in range(PARTS)], dtype=np.int64)
+
+
+def _in_parts(ways: Faster | None, at_once: Callable[[], bool], in_series: Callable[[], None]) -> None:
+    """The parts' work at once (`at_once`, which says whether it could) where `ways` picks that, else
+    `in_series`; timed for `ways`. Without `ways` (a run without the cores), always in series."""
+    together = ways is not None and _parallel_works() and ways.pick()
+    start = time.perf_counter()
+    if not (together and at_once()):
+        in_series()
+    if ways is not None:
+        ways.record(together, time.perf_counter() - start)
 
 
 def _at_once(kernel, *args) -> bool:
@@ -557,7 +567,7 @@ class HeadStep:
 
     def __init__(self, x, y, w1, b1, w2, b2, act: str, loss: str, out_tanh: bool):
         n, h = x.shape[0], w1.shape[1]
-        self.k, self.n, self.kind, self.b2 = _get(), n, LOSSES[loss], b2
+        self.k, self.n, self.kind = _get(), n, LOSSES[loss]
         self.a, self.z, self.g = torch.empty(n, h), torch.empty(n, 1), torch.empty(n)
         for p in (w1, b1, w2, b2):
             if p is not None:
@@ -575,16 +585,14 @@ class HeadStep:
         self.c = _flat(b2, 1)  # a view of the output bias, as the args are of the other weights (zeros if none)
 
     def __call__(self, parallel: bool = False) -> tuple[float, float]:
-        c = self.c[0]
-        together = parallel and _parallel_works() and self.ways.pick()
-        start = time.perf_counter()
-        if not (
-            together and _at_once(self.k.steps, *self.args[:5], c, *self.args[5:], self.parts, self.bounds, self.sums)
-        ):
+        args = (*self.args[:5], self.c[0], *self.args[5:])
+
+        def in_series():
             for q, (lo, hi) in enumerate(self.bounds):
-                self.sums[q] = self.k.step(*self.args[:5], c, *self.args[5:], self.parts[q], lo, hi)
-        if parallel:
-            self.ways.record(together, time.perf_counter() - start)
+                self.sums[q] = self.k.step(*args, self.parts[q], lo, hi)
+
+        at_once = lambda: _at_once(self.k.steps, *args, self.parts, self.bounds, self.sums)  # noqa: E731
+        _in_parts(self.ways if parallel else None, at_once, in_series)
         self.k.gather(self.parts, *self.grads)
         loss, squares, total = self.sums.sum(0)
         if self.b2_grad is not None:
